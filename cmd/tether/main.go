@@ -1,0 +1,24 @@
+// Command tether is the hub, the agent and the client of Tether, a
+// self-hosted "cluster connect": kubectl access to Kubernetes clusters that
+// accept no inbound connection. All the work is in internal/cli.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"tether.dev/tether/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := cli.Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(cli.ExitCode(err))
+	}
+}
