@@ -1,0 +1,225 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"tether.dev/tether/internal/store"
+)
+
+// clusterColumns are the columns scanCluster reads, in its order.
+const clusterColumns = `id, group_name, name, location, mode, created_at,
+	agent_public_key, enrolled_at, agent_version, kubernetes_version, last_seen_at,
+	tunnel_replica, tunnel_connected_at`
+
+// scanCluster reads one row of clusterColumns.
+func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
+	var (
+		c                               store.Cluster
+		mode                            string
+		created, enrolled, seen, tunnel sql.NullInt64
+	)
+	err := row.Scan(&c.ID, &c.Group, &c.Name, &c.Location, &mode, &created,
+		&c.Agent.PublicKey, &enrolled, &c.Agent.Version, &c.Agent.KubernetesVersion, &seen,
+		&c.Tunnel.Replica, &tunnel)
+	if err != nil {
+		return store.Cluster{}, err
+	}
+	c.Mode = store.ClusterMode(mode)
+	c.CreatedAt = goTime(created)
+	c.Agent.EnrolledAt = goTime(enrolled)
+	c.Agent.LastSeenAt = goTime(seen)
+	c.Tunnel.ConnectedAt = goTime(tunnel)
+	return c, nil
+}
+
+// CreateCluster implements store.Store.
+func (s *Store) CreateCluster(ctx context.Context, c store.Cluster) (store.Cluster, error) {
+	if err := c.Validate(); err != nil {
+		return store.Cluster{}, fmt.Errorf("create cluster: %w", err)
+	}
+	mode, _ := store.ParseClusterMode(string(c.Mode)) // validated above
+	id := store.ClusterID(c.Group, c.Name)
+	var created store.Cluster
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		created, err = scanCluster(tx.QueryRowContext(ctx, `
+			INSERT INTO clusters (id, group_name, name, location, mode, created_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO NOTHING
+			RETURNING `+clusterColumns,
+			id, c.Group, c.Name, c.Location, string(mode), dbTime(c.CreatedAt)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrConflict
+		}
+		return err
+	})
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("create cluster %s: %w", id, err)
+	}
+	return created, nil
+}
+
+// GetCluster implements store.Store.
+func (s *Store) GetCluster(ctx context.Context, id string) (store.Cluster, error) {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return store.Cluster{}, fmt.Errorf("get cluster: %w", err)
+	}
+	c, err := scanCluster(s.db.QueryRowContext(ctx,
+		`SELECT `+clusterColumns+` FROM clusters WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("get cluster %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// ListClusters implements store.Store. The BINARY collation of the
+// (group_name, name) index orders byte-wise.
+func (s *Store) ListClusters(ctx context.Context, f store.ClusterFilter) ([]store.Cluster, error) {
+	query := `SELECT ` + clusterColumns + ` FROM clusters`
+	var args []any
+	if f.Group != "" {
+		if err := store.ValidateName(f.Group); err != nil {
+			return nil, fmt.Errorf("list clusters: group: %w", err)
+		}
+		query += ` WHERE group_name = ?`
+		args = append(args, f.Group)
+	}
+	query += ` ORDER BY group_name, name`
+
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list clusters: %w", err)
+	}
+	defer rows.Close()
+	var cs []store.Cluster
+	for rows.Next() {
+		c, err := scanCluster(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list clusters: %w", err)
+		}
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list clusters: %w", err)
+	}
+	return cs, nil
+}
+
+// DeleteCluster implements store.Store. The foreign key's ON DELETE CASCADE
+// removes the cluster's join tokens.
+func (s *Store) DeleteCluster(ctx context.Context, id string) error {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("delete cluster: %w", err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return execOne(ctx, tx, `DELETE FROM clusters WHERE id = ?`, id)
+	})
+	if err != nil {
+		return fmt.Errorf("delete cluster %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecordHeartbeat implements store.Store.
+func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbeat) error {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("record heartbeat: %w", err)
+	}
+	if err := hb.Validate(); err != nil {
+		return fmt.Errorf("record heartbeat for cluster %s: %w", id, err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return execOne(ctx, tx, `
+			UPDATE clusters SET agent_version = ?, kubernetes_version = ?, last_seen_at = ?
+			WHERE id = ?`,
+			hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At), id)
+	})
+	if err != nil {
+		return fmt.Errorf("record heartbeat for cluster %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetTunnel implements store.Store.
+func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return execOne(ctx, tx, `
+			UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?
+			WHERE id = ?`,
+			t.Replica, dbTime(t.ConnectedAt), id)
+	})
+	if err != nil {
+		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	}
+	return nil
+}
+
+// ClearTunnel implements store.Store. Both sides of the comparison are
+// whole microseconds, so a caller may pass the time it gave SetTunnel.
+func (s *Store) ClearTunnel(ctx context.Context, id string, t store.Tunnel) (bool, error) {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return false, fmt.Errorf("clear tunnel: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return false, fmt.Errorf("clear tunnel of cluster %s: %w", id, err)
+	}
+	var cleared bool
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := execOne(ctx, tx, `
+			UPDATE clusters SET tunnel_replica = '', tunnel_connected_at = NULL
+			WHERE id = ? AND tunnel_replica = ? AND tunnel_connected_at = ?`,
+			id, t.Replica, dbTime(t.ConnectedAt))
+		if !errors.Is(err, store.ErrNotFound) {
+			cleared = err == nil
+			return err
+		}
+		// Nothing matched: is the holder another, or the cluster gone?
+		return clusterExists(ctx, tx, id)
+	})
+	if err != nil {
+		return false, fmt.Errorf("clear tunnel of cluster %s: %w", id, err)
+	}
+	return cleared, nil
+}
+
+// execOne runs a statement that must touch a row, else it returns
+// store.ErrNotFound.
+func execOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// clusterExists returns store.ErrNotFound unless the cluster exists.
+func clusterExists(ctx context.Context, tx *sql.Tx, id string) error {
+	var exists bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM clusters WHERE id = ?)`, id).Scan(&exists)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return store.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package sqlite_test
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/store/sqlite"
+	"tether.dev/tether/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// openAt opens the store at path and closes it when the test ends.
+func openAt(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openAt(t, filepath.Join(t.TempDir(), "hub.db"))
+	})
+}
+
+func TestPersistence(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	t0 := time.Date(2025, time.March, 1, 12, 0, 0, 0, time.UTC)
+	hash := store.TokenHash{1, 2, 3}
+
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	for _, name := range []string{"web", "api"} {
+		c := store.Cluster{Group: "prod", Name: name, Location: "eastus2", Mode: store.ModeHubRBAC, CreatedAt: t0}
+		if _, err := s.CreateCluster(ctx, c); err != nil {
+			t.Fatalf("CreateCluster: %v", err)
+		}
+	}
+	web := store.ClusterID("prod", "web")
+	tok := store.JoinToken{Hash: hash, ClusterID: web, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	if err := s.CreateJoinToken(ctx, tok); err != nil {
+		t.Fatalf("CreateJoinToken: %v", err)
+	}
+	hb := store.Heartbeat{AgentVersion: "v0.1.0", KubernetesVersion: "v1.31.2", At: t0.Add(time.Minute)}
+	if err := s.RecordHeartbeat(ctx, web, hb); err != nil {
+		t.Fatalf("RecordHeartbeat: %v", err)
+	}
+	if err := s.SetTunnel(ctx, web, store.Tunnel{Replica: "hub-0", ConnectedAt: t0.Add(time.Minute)}); err != nil {
+		t.Fatalf("SetTunnel: %v", err)
+	}
+	want, err := s.ListClusters(ctx, store.ClusterFilter{})
+	if err != nil {
+		t.Fatalf("ListClusters: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	s2 := openAt(t, path)
+	got, err := s2.ListClusters(ctx, store.ClusterFilter{})
+	if err != nil {
+		t.Fatalf("ListClusters after reopen: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("clusters after reopen (-want +got):\n%s", diff)
+	}
+	// The token persisted, unused.
+	if _, err := s2.RedeemJoinToken(ctx, hash, t0.Add(2*time.Minute), []byte("key")); err != nil {
+		t.Errorf("RedeemJoinToken after reopen: %v", err)
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state", "tether")
+	path := filepath.Join(dir, "hub.db")
+	s := openAt(t, path)
+	// A write, so the WAL files exist.
+	c := store.Cluster{Group: "prod", Name: "web", CreatedAt: time.Unix(0, 0)}
+	if _, err := s.CreateCluster(t.Context(), c); err != nil {
+		t.Fatalf("CreateCluster: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		path string
+		want fs.FileMode
+	}{
+		{"parent directory", filepath.Dir(dir), fs.ModeDir | 0o700},
+		{"directory", dir, fs.ModeDir | 0o700},
+		{"database", path, 0o600},
+		{"write-ahead log", path + "-wal", 0o600},
+		{"shared memory", path + "-shm", 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fi, err := os.Stat(tt.path)
+			if err != nil {
+				t.Fatalf("Stat: %v", err)
+			}
+			if got := fi.Mode(); got != tt.want {
+				t.Errorf("mode of %s = %v, want %v", tt.path, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+	}{
+		{"empty path", ""},
+		{"path is a directory", dir},
+		{"parent is a file", filepath.Join(notDir, "hub.db")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := sqlite.Open(t.Context(), tt.path)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%q) succeeded, want an error", tt.path)
+			}
+		})
+	}
+}

@@ -1,0 +1,188 @@
+// Package store defines the hub's persistent state: the domain types, the
+// Store interface that every backend implements, and the errors callers
+// match with errors.Is.
+//
+// Two backends implement Store: sqlite (pure Go, the embedded default for a
+// single hub replica) and, later, postgres (shared by several replicas).
+// Package storetest holds the conformance suite both run.
+//
+// Conventions shared by every method and backend:
+//
+//   - Every method takes a context and honours its cancellation.
+//   - The clock is the caller's: a method that records a time takes it as an
+//     argument or a field, and never reads the wall clock.
+//   - Times are kept in UTC with microsecond precision: a time read back equals
+//     the one written, t.Truncate(time.Microsecond), in time.UTC. The zero
+//     time.Time means "not set".
+//   - Inputs are validated; a rejected input wraps ErrInvalid.
+//   - Values returned never alias the store's memory or the caller's.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"time"
+)
+
+// Errors that callers match with errors.Is. Methods wrap them with context.
+var (
+	// ErrNotFound: the entity named by the call does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: an entity with the same identity already exists.
+	ErrConflict = errors.New("already exists")
+	// ErrInvalid: an argument failed validation (a malformed ID or name, a
+	// missing time, a value too long).
+	ErrInvalid = errors.New("invalid argument")
+
+	// ErrTokenInvalid: no join token has that hash (never issued, or its
+	// cluster was deleted).
+	ErrTokenInvalid = errors.New("join token is not valid")
+	// ErrTokenUsed: the join token was already redeemed.
+	ErrTokenUsed = errors.New("join token was already used")
+	// ErrTokenExpired: the join token's expiry has passed.
+	ErrTokenExpired = errors.New("join token has expired")
+)
+
+// Store is the hub's state. Implementations are safe for concurrent use.
+type Store interface {
+	// Clusters.
+
+	// CreateCluster registers a cluster from c's Group, Name, Location, Mode
+	// (empty means ModeKubernetesRBAC) and CreatedAt (required). Its ID is
+	// derived from Group and Name; c's ID, Agent and Tunnel are ignored and
+	// start empty. It returns the cluster as stored, or ErrConflict if a
+	// cluster with that ID exists.
+	CreateCluster(ctx context.Context, c Cluster) (Cluster, error)
+	// GetCluster returns the cluster with the given ID, or ErrNotFound.
+	GetCluster(ctx context.Context, id string) (Cluster, error)
+	// ListClusters returns the clusters that match f, sorted by group and
+	// then by name (byte-wise, as Go compares strings). The result may be
+	// nil when nothing matches.
+	ListClusters(ctx context.Context, f ClusterFilter) ([]Cluster, error)
+	// DeleteCluster removes the cluster and all its join tokens, or returns
+	// ErrNotFound.
+	DeleteCluster(ctx context.Context, id string) error
+	// RecordHeartbeat stores the versions the cluster's agent reported and
+	// sets its LastSeenAt to hb.At. The last call wins, whatever its time.
+	// It returns ErrNotFound if the cluster does not exist.
+	RecordHeartbeat(ctx context.Context, id string, hb Heartbeat) error
+	// SetTunnel records that t.Replica holds the cluster's tunnel since
+	// t.ConnectedAt, replacing any previous holder (the newest connection
+	// wins). It returns ErrNotFound if the cluster does not exist.
+	SetTunnel(ctx context.Context, id string, t Tunnel) error
+	// ClearTunnel clears the cluster's tunnel holder only if it is still t
+	// (same Replica and ConnectedAt), so a replica whose connection was
+	// superseded, by another replica or by a newer connection to itself,
+	// cannot clear the newer one. It reports whether it cleared, and returns
+	// ErrNotFound if the cluster does not exist.
+	ClearTunnel(ctx context.Context, id string, t Tunnel) (bool, error)
+
+	// Join tokens and enrollment.
+
+	// CreateJoinToken stores a new, unused one-time enrollment token for
+	// tok.ClusterID. Older unused tokens of the same cluster stay
+	// valid until they expire or are redeemed. It returns ErrNotFound if the
+	// cluster does not exist and ErrConflict if the hash is already stored.
+	CreateJoinToken(ctx context.Context, tok JoinToken) error
+	// RedeemJoinToken enrolls an agent, atomically: it checks that the token
+	// exists (else ErrTokenInvalid), is unused (else ErrTokenUsed) and that
+	// now is before its expiry (else ErrTokenExpired), in that order; then it
+	// marks the token used at now and sets the cluster's Agent.PublicKey to
+	// publicKey and Agent.EnrolledAt to now, replacing the key of an earlier
+	// enrollment, and returns the updated cluster. Of concurrent redemptions
+	// of one token exactly one succeeds; a failed redemption changes nothing.
+	RedeemJoinToken(ctx context.Context, hash TokenHash, now time.Time, publicKey []byte) (Cluster, error)
+
+	// Close releases the store's resources. It is idempotent; other methods
+	// fail after it.
+	Close() error
+}
+
+// ClusterMode says who authorizes requests to a cluster.
+type ClusterMode string
+
+const (
+	// ModeKubernetesRBAC: the hub checks only that the caller may connect;
+	// the cluster's API server decides against its own bindings.
+	ModeKubernetesRBAC ClusterMode = "kubernetes-rbac"
+	// ModeHubRBAC: the hub's role assignments decide.
+	ModeHubRBAC ClusterMode = "hub-rbac"
+)
+
+// Cluster is a Kubernetes cluster registered with the hub.
+type Cluster struct {
+	// ID is the cluster's path, "/groups/{Group}/clusters/{Name}" (see
+	// ClusterID). Set by the store.
+	ID string
+	// Group and Name are validated by ValidateName.
+	Group string
+	Name  string
+	// Location is a free-text label such as "eastus2"; may be empty. See
+	// ValidateLocation.
+	Location string
+	// Mode says who authorizes requests to the cluster.
+	Mode      ClusterMode
+	CreatedAt time.Time
+	// Agent is what the hub knows of the cluster's agent.
+	Agent Agent
+	// Tunnel says which hub replica holds the agent's tunnel.
+	Tunnel Tunnel
+}
+
+// Enrolled reports whether an agent has enrolled for the cluster.
+func (c Cluster) Enrolled() bool { return len(c.Agent.PublicKey) > 0 }
+
+// Agent is the state of a cluster's agent.
+type Agent struct {
+	// PublicKey is the key the agent proves on every connection; nil until
+	// the agent enrolls (RedeemJoinToken).
+	PublicKey []byte
+	// EnrolledAt is when the current PublicKey was enrolled.
+	EnrolledAt time.Time
+	// Version and KubernetesVersion are as last reported (RecordHeartbeat).
+	Version           string
+	KubernetesVersion string
+	// LastSeenAt is the time of the last heartbeat.
+	LastSeenAt time.Time
+}
+
+// Tunnel names the hub replica that holds a cluster's tunnel. The zero Tunnel
+// means no replica does.
+type Tunnel struct {
+	// Replica is the holding replica's name; empty when none.
+	Replica string
+	// ConnectedAt is when the agent's connection to Replica was established.
+	ConnectedAt time.Time
+}
+
+// ClusterFilter selects clusters for ListClusters. The zero value selects all.
+type ClusterFilter struct {
+	// Group, when set, selects only the clusters of that group.
+	Group string
+}
+
+// Heartbeat is an agent's periodic report (RecordHeartbeat).
+type Heartbeat struct {
+	// AgentVersion and KubernetesVersion are free text, at most
+	// MaxVersionLen bytes; empty is allowed.
+	AgentVersion      string
+	KubernetesVersion string
+	// At is when the hub received the heartbeat; required.
+	At time.Time
+}
+
+// TokenHash is the SHA-256 hash of a join token. The store never holds the
+// token itself.
+type TokenHash [sha256.Size]byte
+
+// JoinToken is a one-time token that enrolls an agent for one cluster. The
+// store also records when it was redeemed.
+type JoinToken struct {
+	Hash      TokenHash
+	ClusterID string
+	CreatedAt time.Time
+	// ExpiresAt is the first instant at which the token is no longer valid;
+	// it must be after CreatedAt.
+	ExpiresAt time.Time
+}

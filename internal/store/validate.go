@@ -1,0 +1,212 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on the values the store accepts.
+const (
+	// MaxNameLen is the longest group or cluster name, as for a Kubernetes
+	// DNS label.
+	MaxNameLen = 63
+	// MaxLocationLen is the longest cluster location.
+	MaxLocationLen = 64
+	// MaxVersionLen is the longest agent or Kubernetes version.
+	MaxVersionLen = 128
+	// MaxReplicaLen is the longest hub replica name (a DNS name).
+	MaxReplicaLen = 253
+	// MaxPublicKeyLen is the longest agent public key, in bytes.
+	MaxPublicKeyLen = 4096
+)
+
+// invalidError is a validation failure: its message is complete, and it
+// matches ErrInvalid.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Unwrap() error { return ErrInvalid }
+
+func invalid(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+// ValidateName checks a group or cluster name: 1 to MaxNameLen lowercase
+// letters, digits and '-', starting and ending with a letter or digit (a
+// Kubernetes DNS label). The error matches ErrInvalid.
+func ValidateName(s string) error {
+	if s == "" {
+		return invalid("invalid name: empty")
+	}
+	if len(s) > MaxNameLen {
+		return invalid("invalid name: longer than %d characters", MaxNameLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || '0' <= c && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return invalid("invalid name %q: use lowercase letters, digits and '-', starting and ending with a letter or digit", s)
+		}
+	}
+	return nil
+}
+
+// ValidateLocation checks a cluster location: empty, or free text of at
+// most MaxLocationLen bytes without control characters or surrounding
+// spaces. The error matches ErrInvalid.
+func ValidateLocation(s string) error {
+	if err := checkText("location", s, MaxLocationLen); err != nil {
+		return err
+	}
+	if strings.TrimSpace(s) != s {
+		return invalid("invalid location %q: leading or trailing space", s)
+	}
+	return nil
+}
+
+// ParseClusterMode parses a cluster mode; the empty string means
+// ModeKubernetesRBAC. The error matches ErrInvalid.
+func ParseClusterMode(s string) (ClusterMode, error) {
+	switch m := ClusterMode(s); m {
+	case "":
+		return ModeKubernetesRBAC, nil
+	case ModeKubernetesRBAC, ModeHubRBAC:
+		return m, nil
+	}
+	if len(s) > MaxNameLen {
+		return "", invalid("invalid cluster mode: want %s or %s", ModeKubernetesRBAC, ModeHubRBAC)
+	}
+	return "", invalid("invalid cluster mode %q: want %s or %s", s, ModeKubernetesRBAC, ModeHubRBAC)
+}
+
+const (
+	groupsPrefix    = "/groups/"
+	clustersInfix   = "/clusters/"
+	maxClusterIDLen = len(groupsPrefix) + MaxNameLen + len(clustersInfix) + MaxNameLen
+)
+
+// ClusterID returns the ID of the cluster name in group:
+// "/groups/{group}/clusters/{name}". It does not validate its arguments.
+func ClusterID(group, name string) string {
+	return groupsPrefix + group + clustersInfix + name
+}
+
+// ParseClusterID splits a cluster ID made by ClusterID into its valid group
+// and name. The error matches ErrInvalid.
+func ParseClusterID(id string) (group, name string, err error) {
+	if len(id) > maxClusterIDLen {
+		return "", "", invalid("invalid cluster ID: longer than %d characters", maxClusterIDLen)
+	}
+	rest, ok := strings.CutPrefix(id, groupsPrefix)
+	if ok {
+		group, name, ok = strings.Cut(rest, clustersInfix)
+	}
+	if !ok {
+		return "", "", invalid("invalid cluster ID %q: want /groups/{group}/clusters/{name}", id)
+	}
+	if err := ValidateName(group); err != nil {
+		return "", "", fmt.Errorf("cluster ID %q: group: %w", id, err)
+	}
+	if err := ValidateName(name); err != nil {
+		return "", "", fmt.Errorf("cluster ID %q: name: %w", id, err)
+	}
+	return group, name, nil
+}
+
+// Validate checks the fields that CreateCluster stores: Group, Name,
+// Location, Mode (empty allowed) and CreatedAt (required).
+func (c Cluster) Validate() error {
+	if err := ValidateName(c.Group); err != nil {
+		return fmt.Errorf("cluster group: %w", err)
+	}
+	if err := ValidateName(c.Name); err != nil {
+		return fmt.Errorf("cluster name: %w", err)
+	}
+	if err := ValidateLocation(c.Location); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	if _, err := ParseClusterMode(string(c.Mode)); err != nil {
+		return fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	if c.CreatedAt.IsZero() {
+		return invalid("cluster %s: creation time is required", c.Name)
+	}
+	return nil
+}
+
+// Validate checks a heartbeat: versions of at most MaxVersionLen bytes of
+// text, and a time.
+func (hb Heartbeat) Validate() error {
+	if err := checkText("agent version", hb.AgentVersion, MaxVersionLen); err != nil {
+		return err
+	}
+	if err := checkText("kubernetes version", hb.KubernetesVersion, MaxVersionLen); err != nil {
+		return err
+	}
+	if hb.At.IsZero() {
+		return invalid("heartbeat: time is required")
+	}
+	return nil
+}
+
+// Validate checks a tunnel holder for SetTunnel and ClearTunnel: a replica
+// name of 1 to MaxReplicaLen bytes of text, and a connection time.
+func (t Tunnel) Validate() error {
+	if t.Replica == "" {
+		return invalid("tunnel: replica is required")
+	}
+	if err := checkText("tunnel replica", t.Replica, MaxReplicaLen); err != nil {
+		return err
+	}
+	if t.ConnectedAt.IsZero() {
+		return invalid("tunnel: connection time is required")
+	}
+	return nil
+}
+
+// Validate checks a join token for CreateJoinToken: a non-zero hash, a valid
+// cluster ID, and an expiry after the creation time.
+func (tok JoinToken) Validate() error {
+	if tok.Hash == (TokenHash{}) {
+		return invalid("join token: hash is required")
+	}
+	if _, _, err := ParseClusterID(tok.ClusterID); err != nil {
+		return fmt.Errorf("join token: %w", err)
+	}
+	if tok.CreatedAt.IsZero() || tok.ExpiresAt.IsZero() {
+		return invalid("join token: creation and expiry times are required")
+	}
+	if !tok.ExpiresAt.After(tok.CreatedAt) {
+		return invalid("join token: expiry must be after creation")
+	}
+	return nil
+}
+
+// ValidatePublicKey checks an agent's public key: 1 to MaxPublicKeyLen
+// bytes. The store does not interpret the key.
+func ValidatePublicKey(key []byte) error {
+	if len(key) == 0 {
+		return invalid("public key is required")
+	}
+	if len(key) > MaxPublicKeyLen {
+		return invalid("public key: longer than %d bytes", MaxPublicKeyLen)
+	}
+	return nil
+}
+
+// checkText checks that s is at most max bytes of UTF-8 text without
+// control characters.
+func checkText(what, s string, max int) error {
+	if len(s) > max {
+		return invalid("invalid %s: longer than %d bytes", what, max)
+	}
+	if !utf8.ValidString(s) {
+		return invalid("invalid %s: not UTF-8", what)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return invalid("invalid %s %q: control character", what, s)
+	}
+	return nil
+}
