@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"tether.dev/tether/internal/apistatus"
+	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/upgrade"
 )
 
 // Config configures one local proxy.
@@ -99,7 +101,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite:       p.rewrite,
-		Transport:     cfg.Transport,
+		Transport:     upgrade.Split(cfg.Transport, upgrade.HTTP1Only(cfg.Transport)),
 		FlushInterval: -1, // watches and logs -f: every write goes out at once
 		ErrorHandler:  p.upstreamError,
 	}
@@ -170,7 +172,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("host %q is not a loopback name; use the server address from the kubeconfig tether proxy wrote", r.Host))
 		return
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	got, ok := authheader.Bearer(r.Header.Get("Authorization"))
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(p.localToken)) != 1 {
 		apistatus.Write(w, http.StatusUnauthorized, "this tether proxy needs the token from the kubeconfig context it wrote; use that context (kubectl config use-context) or restart tether proxy")
 		return
@@ -183,11 +185,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = p.cfg.Upstream.Host
 	// Drop what the client said about itself; the hub decides identity.
 	pr.Out.Header.Del("Authorization")
-	for name := range pr.Out.Header {
-		if strings.HasPrefix(http.CanonicalHeaderKey(name), "Impersonate-") {
-			pr.Out.Header.Del(name)
-		}
-	}
+	authheader.StripImpersonation(pr.Out.Header)
 	pr.Out.Header.Del("X-Forwarded-For")
 	token, err := p.cfg.Credential(pr.In.Context())
 	if err != nil {
