@@ -55,7 +55,8 @@ func isCobraUsageError(err error) bool {
 	msg := err.Error()
 	return strings.HasPrefix(msg, "unknown command") ||
 		strings.HasPrefix(msg, "accepts ") ||
-		strings.HasPrefix(msg, "requires ")
+		strings.HasPrefix(msg, "requires ") ||
+		strings.HasPrefix(msg, "required flag")
 }
 
 func newRoot(name string) *cobra.Command {
@@ -69,7 +70,7 @@ func newRoot(name string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd())
+	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newProxyCmd())
 	return root
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what Tether's demo and tests need on a fresh Debian machine, and
+# nothing when it is already there. Go (1.26) and kubectl come with the machine.
+set -euo pipefail
+
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)
+if ((${#missing[@]})); then
+	if [[ $(id -u) != 0 ]]; then
+		echo "deps: need ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]}" >&2
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+for tool in go kubectl; do
+	command -v "$tool" >/dev/null || { echo "deps: $tool is not on PATH; this machine kind ships it, install it first" >&2; exit 1; }
+done

@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tether.dev/tether/internal/atomicfile"
+	"tether.dev/tether/internal/hub"
+	"tether.dev/tether/internal/store/sqlite"
+)
+
+func newHubCmd() *cobra.Command {
+	var (
+		listen, dataDir, certFile, keyFile, replica string
+		sans                                        []string
+	)
+	cmd := &cobra.Command{
+		Use:   "hub",
+		Short: "Run the hub: the endpoint agents dial out to, and the gateway kubectl reaches clusters through",
+		Long: `Run the hub. State lives in DATA_DIR (SQLite tether.db, admin.token, and a
+self-signed TLS certificate tls.crt/tls.key unless --tls-cert/--tls-key are given).
+Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return fmt.Errorf("create data directory: %w", err)
+			}
+			adminHash, created, err := loadAdminToken(filepath.Join(dataDir, "admin.token"))
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Fprintf(cmd.ErrOrStderr(), "admin token written to %s (mode 0600); the admin API needs it\n", filepath.Join(dataDir, "admin.token"))
+			}
+			host, _, err := net.SplitHostPort(listen)
+			if err != nil {
+				return usageError{fmt.Errorf("--listen %q: %w", listen, err)}
+			}
+			cert, err := loadOrCreateCert(dataDir, certFile, keyFile, append(sans, host))
+			if err != nil {
+				return err
+			}
+			st, err := sqlite.Open(cmd.Context(), filepath.Join(dataDir, "tether.db"))
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, Replica: replica}, logger)
+			if err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			return h.Serve(cmd.Context(), l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", ":8443", "address to serve HTTPS on")
+	f.StringVar(&dataDir, "data-dir", defaultDataDir(), "directory for the hub's state")
+	f.StringVar(&certFile, "tls-cert", "", "PEM certificate to serve (default: a self-signed one in the data directory)")
+	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringSliceVar(&sans, "tls-san", nil, "extra DNS names or IPs for the self-signed certificate")
+	f.StringVar(&replica, "replica", "", "name of this hub replica (default: the host name)")
+	return cmd
+}
+
+func defaultDataDir() string {
+	if dir, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(dir, "tether", "hub")
+	}
+	return "tether-hub"
+}
+
+// loadAdminToken returns the hash of the admin token in path, creating a
+// random token there (0600) on first start.
+func loadAdminToken(path string) (hash [sha256.Size]byte, created bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		b = []byte("tat_" + base64.RawURLEncoding.EncodeToString(secret) + "\n")
+		if err := atomicfile.Write(path, b, 0o600); err != nil {
+			return hash, false, err
+		}
+		created = true
+	} else if err != nil {
+		return hash, false, fmt.Errorf("read admin token: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return hash, false, fmt.Errorf("admin token file %s is empty; delete it to have a new one made", path)
+	}
+	return hub.HashToken(token), created, nil
+}
+
+// loadOrCreateCert loads --tls-cert/--tls-key, or the self-signed
+// certificate in dataDir, making (or remaking) it when it does not cover
+// every name in sans.
+func loadOrCreateCert(dataDir, certFile, keyFile string, sans []string) (tls.Certificate, error) {
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("load --tls-cert/--tls-key: %w", err)
+		}
+		return cert, nil
+	}
+	certFile, keyFile = filepath.Join(dataDir, "tls.crt"), filepath.Join(dataDir, "tls.key")
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	if host, err := os.Hostname(); err == nil {
+		names = append(names, host)
+	}
+	for _, s := range sans {
+		if s != "" && s != "0.0.0.0" && s != "::" && !slices.Contains(names, s) {
+			names = append(names, s)
+		}
+	}
+	if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil && covers(cert, names) {
+		return cert, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "tether hub (self-signed)"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(5 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := atomicfile.Write(keyFile, keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := atomicfile.Write(certFile, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+func covers(cert tls.Certificate, names []string) bool {
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil || time.Until(leaf.NotAfter) < 30*24*time.Hour {
+		return false
+	}
+	for _, n := range names {
+		if leaf.VerifyHostname(n) != nil {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"tether.dev/tether/internal/kubeconfig"
+	"tether.dev/tether/internal/localproxy"
+	"tether.dev/tether/internal/store"
+)
+
+// defaultProxyPort is the port `tether proxy` tries first, the same as
+// Azure Arc's `az connectedk8s proxy`.
+const defaultProxyPort = 47011
+
+func newProxyCmd() *cobra.Command {
+	var (
+		hf                              hubFlags
+		group, name, token, kubeContext string
+		file                            string
+		port                            int
+	)
+	cmd := &cobra.Command{
+		Use:   "proxy -g GROUP -n NAME --token TOKEN",
+		Short: "Open a local proxy to a cluster through the hub and point kubectl at it",
+		Long: `Open a proxy on 127.0.0.1 to the cluster GROUP/NAME through the hub, write a
+kubeconfig context that points at it (kubectl's file rules: --file, else
+$KUBECONFIG, else ~/.kube/config; other entries untouched; mode 0600), make it
+the current context, and block until Ctrl+C. The kubeconfig holds only a
+credential for this local proxy, valid while it runs; the real credential
+stays in this process.
+
+With --token, kubectl acts as the service account whose token it is (the
+cluster's own RBAC decides).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := store.ValidateName(group); err != nil {
+				return usageError{fmt.Errorf("--group: %w", err)}
+			}
+			if err := store.ValidateName(name); err != nil {
+				return usageError{fmt.Errorf("--name: %w", err)}
+			}
+			if token == "" {
+				return usageError{errors.New("--token is required: a service-account token of the cluster")}
+			}
+			hubURL, err := hf.parse()
+			if err != nil {
+				return err
+			}
+			transport, err := hf.transport()
+			if err != nil {
+				return err
+			}
+			upstream := *hubURL
+			upstream.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			p, err := localproxy.New(localproxy.Config{
+				Upstream:   &upstream,
+				Transport:  transport,
+				Credential: func(context.Context) (string, error) { return token, nil },
+				Logger:     logger,
+			})
+			if err != nil {
+				return err
+			}
+			l, err := listenProxy(port, cmd.Flags().Changed("port"))
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			if kubeContext == "" {
+				kubeContext = "tether-" + group + "-" + name
+			}
+			entry := kubeconfig.Entry{
+				Name:   kubeContext,
+				Server: "https://" + l.Addr().String(),
+				CAData: p.CAData(),
+				Token:  p.LocalToken(),
+			}
+			stderr := cmd.ErrOrStderr()
+			if file == "-" {
+				b, err := kubeconfig.Serialize(entry)
+				if err != nil {
+					return err
+				}
+				cmd.OutOrStdout().Write(b)
+			} else {
+				paths := kubeconfig.Paths{Explicit: file, Env: os.Getenv("KUBECONFIG")}
+				paths.Home, _ = os.UserHomeDir()
+				target := paths.Target(kubeContext)
+				previous, err := kubeconfig.Merge(target, entry, true)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(stderr, "wrote context %q to %s and made it current (was %q)\n", kubeContext, target, previous)
+			}
+			fmt.Fprintf(stderr, "proxying https://%s to cluster %s/%s through %s\n", l.Addr(), group, name, hubURL.Host)
+			fmt.Fprintf(stderr, "ready: run kubectl in another shell; Ctrl+C stops the proxy\n")
+			return p.Serve(cmd.Context(), l)
+		},
+	}
+	hf.register(cmd.Flags())
+	f := cmd.Flags()
+	clusterNameFlags(cmd, &group, &name)
+	f.StringVar(&token, "token", "", "service-account token to present to the cluster's API server")
+	f.IntVar(&port, "port", defaultProxyPort, "local port; 0 picks a free one (without --port, a busy 47011 falls back to a free port)")
+	f.StringVar(&kubeContext, "kube-context", "", "name of the kubeconfig context to write (default tether-GROUP-NAME)")
+	f.StringVarP(&file, "file", "f", "", "kubeconfig file to write; - prints the kubeconfig to stdout instead of writing one")
+	return cmd
+}
+
+// listenProxy listens on 127.0.0.1:port. A busy default port falls back to
+// a free one; a busy port the user asked for is an error that says so.
+func listenProxy(port int, explicit bool) (net.Listener, error) {
+	if port < 0 || port > 65535 {
+		return nil, usageError{fmt.Errorf("--port %d: want 0 to 65535", port)}
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err == nil {
+		return l, nil
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen on 127.0.0.1:%d: %w", port, err)
+	}
+	if explicit {
+		return nil, fmt.Errorf("port %d on 127.0.0.1 is in use (another tether proxy?); pass another --port, or --port 0 for a free one", port)
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
+}

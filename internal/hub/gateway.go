@@ -1,0 +1,128 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"tether.dev/tether/internal/apistatus"
+	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/tunnel"
+)
+
+// clusterGateway forwards requests through one tunnel. Each HTTP connection
+// the transport makes is one stream on the tunnel; idle ones are reused.
+type clusterGateway struct {
+	cluster   string
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	logger    *slog.Logger
+}
+
+// tunnelHost is the Host the agent sees; the agent ignores it.
+const tunnelHost = "cluster.tether.invalid"
+
+func newClusterGateway(cluster string, sess *tunnel.Session, logger *slog.Logger) *clusterGateway {
+	g := &clusterGateway{cluster: cluster, logger: logger}
+	g.transport = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return sess.Open(ctx)
+		},
+		ForceAttemptHTTP2:   false, // HTTP/1.1 over streams: upgrades just work
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		// No response-header timeout: the API server answers watches and
+		// upgrades at once, and a slow answer is the API server's to time out.
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:       g.rewrite,
+		Transport:     g.transport,
+		FlushInterval: -1, // watch, logs -f: no buffering
+		ErrorHandler:  g.error,
+	}
+	return g
+}
+
+func (g *clusterGateway) close() { g.transport.CloseIdleConnections() }
+
+func (g *clusterGateway) rewrite(pr *httputil.ProxyRequest) {
+	prefix := "/k8s/" + pr.In.PathValue("group") + "/" + pr.In.PathValue("cluster")
+	out := pr.Out.URL
+	out.Scheme, out.Host = "http", tunnelHost
+	out.Path = ensureSlash(strings.TrimPrefix(pr.In.URL.Path, prefix))
+	if pr.In.URL.RawPath != "" {
+		out.RawPath = ensureSlash(strings.TrimPrefix(pr.In.URL.RawPath, prefix))
+	}
+	pr.Out.Host = tunnelHost
+	authheader.StripImpersonation(pr.Out.Header)
+}
+
+func (g *clusterGateway) error(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	g.logger.Warn("gateway request failed", "cluster", g.cluster, "path", r.URL.Path, "err", err)
+	msg := fmt.Sprintf("the tunnel to cluster %s failed during the request: %v; retry", g.cluster, err)
+	if errors.Is(err, tunnel.ErrGoAway) || errors.Is(err, net.ErrClosed) {
+		msg = fmt.Sprintf("the tunnel to cluster %s closed during the request; the agent reconnects on its own, retry in a few seconds", g.cluster)
+	}
+	apistatus.Write(w, http.StatusBadGateway, msg)
+}
+
+// gateway serves /k8s/{group}/{cluster}/...: kubectl's requests for one
+// cluster, forwarded through its agent's tunnel.
+func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
+	group, name := r.PathValue("group"), r.PathValue("cluster")
+	if store.ValidateName(group) != nil || store.ValidateName(name) != nil {
+		apistatus.Write(w, http.StatusNotFound, "no such cluster: the gateway path is /k8s/{group}/{cluster}/ with lowercase names")
+		return
+	}
+	id := store.ClusterID(group, name)
+	if _, ok := authheader.Bearer(r.Header.Get("Authorization")); !ok {
+		apistatus.Write(w, http.StatusUnauthorized,
+			"no credentials: pass a service-account token of the cluster (tether proxy --token TOKEN)")
+		return
+	}
+	conn := h.lookup(id)
+	if conn == nil {
+		h.offline(w, r, id, group, name)
+		return
+	}
+	conn.gw.proxy.ServeHTTP(w, r)
+}
+
+// offline explains why a cluster cannot be reached right now.
+func (h *Hub) offline(w http.ResponseWriter, r *http.Request, id, group, name string) {
+	c, err := h.cfg.Store.GetCluster(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("cluster %q in group %q is not registered on this hub", name, group))
+	case err != nil:
+		h.internalError(w, "look up the cluster", err)
+	case !c.Enrolled():
+		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
+			"cluster %s/%s is not connected: no agent has enrolled yet; install the agent with the cluster's join token", group, name))
+	case c.Agent.LastSeenAt.IsZero():
+		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
+			"cluster %s/%s is not connected: its agent enrolled but has never connected; check the agent's logs and that it can reach the hub", group, name))
+	default:
+		ago := h.cfg.Now().Sub(c.Agent.LastSeenAt).Round(time.Second)
+		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
+			"cluster %s/%s is not connected: its agent was last seen %s ago (%s); check that the agent is running and can reach the hub",
+			group, name, ago, c.Agent.LastSeenAt.UTC().Format(time.RFC3339)))
+	}
+}
+
+func ensureSlash(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "/" + p
+	}
+	return p
+}

@@ -1,0 +1,180 @@
+// Package hub is the public side of Tether: the endpoint agents dial out to,
+// and the gateway through which kubectl reaches their clusters.
+//
+//	kubectl / tether proxy                hub                         agent (in the cluster)
+//	  │  HTTPS /k8s/{group}/{cluster}/...  │                            │
+//	  └──────────────────────────────────► │ ◄── wss /api/v1/agent/tunnel (agent dials)
+//	                                       │ ───── one yamux stream per HTTP connection ──► API server
+//
+// A cluster is registered with the admin API, which returns a one-time join
+// token. The agent redeems it once (POST /api/v1/agent/enroll) with a public
+// key, and proves that key on every tunnel connection (package agentkey).
+// The gateway forwards requests, upgrades (exec, attach, port-forward, cp)
+// and endless streams (watch, logs -f) through the cluster's tunnel, with
+// no total deadline, and answers kubectl with Kubernetes Status errors.
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"tether.dev/tether/internal/agentkey"
+	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/tunnel"
+)
+
+// Config configures a hub.
+type Config struct {
+	// Store holds clusters and join tokens. Required.
+	Store store.Store
+	// AdminTokenHash is the SHA-256 of the bootstrap admin token that
+	// authorizes the admin API. Required (not all zero).
+	AdminTokenHash [sha256.Size]byte
+	// Replica names this hub process in the store. Empty means the host name.
+	Replica string
+	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
+	JoinTokenTTL time.Duration
+	// HeartbeatInterval is how often a connected cluster's last-seen time is
+	// written. Zero means 30 s.
+	HeartbeatInterval time.Duration
+	// DrainGrace bounds how long Serve waits for in-flight requests after
+	// its context ends. Zero means 10 s.
+	DrainGrace time.Duration
+	// Tunnel tunes agent tunnels; zero values are the tunnel package's
+	// defaults.
+	Tunnel tunnel.Config
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Hub serves the agent endpoints, the gateway and the admin API.
+type Hub struct {
+	cfg      Config
+	logger   *slog.Logger
+	mux      *http.ServeMux
+	replay   agentkey.Replay
+	draining atomic.Bool
+
+	mu      sync.Mutex            // guards tunnels
+	tunnels map[string]*agentConn // cluster ID -> its live tunnel
+	wg      sync.WaitGroup        // per-tunnel goroutines
+}
+
+// New validates cfg and builds the hub. It does no I/O.
+func New(cfg Config, logger *slog.Logger) (*Hub, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("hub: a store is required")
+	}
+	if cfg.AdminTokenHash == ([sha256.Size]byte{}) {
+		return nil, errors.New("hub: an admin token hash is required")
+	}
+	if cfg.Replica == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("hub: name this replica: %w", err)
+		}
+		cfg.Replica = host
+	}
+	if cfg.JoinTokenTTL == 0 {
+		cfg.JoinTokenTTL = 24 * time.Hour
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 30 * time.Second
+	}
+	if cfg.DrainGrace == 0 {
+		cfg.DrainGrace = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Tunnel.Logger = logger
+	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}}
+	h.routes()
+	return h, nil
+}
+
+func (h *Hub) routes() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("POST "+enrollPath, h.enroll)
+	mux.HandleFunc("GET "+tunnelPath, h.tunnel)
+	mux.HandleFunc("/k8s/{group}/{cluster}/{rest...}", h.gateway)
+	mux.HandleFunc("/k8s/{group}/{cluster}", h.gateway)
+	h.adminRoutes(mux)
+	h.mux = mux
+}
+
+// Handler returns the hub's HTTP handler (for tests and embedding).
+func (h *Hub) Handler() http.Handler { return h.mux }
+
+func (h *Hub) readyz(w http.ResponseWriter, _ *http.Request) {
+	if h.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// Serve serves HTTPS on l with tlsConfig until ctx ends, then drains: it
+// fails readiness, asks every agent to reconnect elsewhere, waits up to
+// DrainGrace for in-flight requests, and closes every tunnel. It returns
+// when every goroutine it started has exited.
+func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) error {
+	srv := &http.Server{
+		Handler:           h.mux,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelDebug),
+		// No ReadTimeout or WriteTimeout: watches, logs -f, exec and the
+		// tunnels themselves live as long as they are used.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(l, "", "") }()
+	h.logger.Info("hub serving", "addr", l.Addr().String(), "replica", h.cfg.Replica)
+
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		h.draining.Store(true)
+		h.goAwayAll()
+		sctx, cancel := context.WithTimeout(context.Background(), h.cfg.DrainGrace)
+		srv.Shutdown(sctx) // hijacked connections (tunnels, upgrades) are ours to close
+		cancel()
+		err = <-errc
+	}
+	srv.Close()
+	h.closeAll()
+	h.wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// checkAdmin authorizes the admin API with the bootstrap admin token.
+func (h *Hub) checkAdmin(r *http.Request) bool {
+	token, ok := authheader.Bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return false
+	}
+	sum := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], h.cfg.AdminTokenHash[:]) == 1
+}

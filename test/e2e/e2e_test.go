@@ -1,0 +1,499 @@
+// Package e2e proves Tether end to end with real parts only: the rig's real
+// kube-apiserver, controller manager, scheduler and kubelet-API node, and
+// the real tether agent, all inside a network namespace that drops every
+// inbound connection; the real tether hub and real kubectl binaries outside.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"tether.dev/tether/test/podprog"
+	"tether.dev/tether/test/testenv"
+)
+
+// The test binary is also the program of the test pods and the
+// port-forward client (package podprog).
+func TestMain(m *testing.M) {
+	podprog.Main()
+	code := m.Run()
+	if shared != nil {
+		shared.Close()
+	}
+	os.Exit(code)
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *testenv.Env
+	sharedErr  error
+)
+
+// getEnv brings the installation up once for the whole package; TestMain
+// tears it down.
+func getEnv(t *testing.T) *testenv.Env {
+	t.Helper()
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr})
+	})
+	if sharedErr != nil {
+		t.Fatalf("set up the end-to-end environment: %v", sharedErr)
+	}
+	return shared
+}
+
+// startProxy runs `tether proxy` for the test, stopped (Ctrl+C) at its end.
+func startProxy(t *testing.T, e *testenv.Env, token string) *testenv.LocalProxy {
+	t.Helper()
+	lp, err := e.StartProxy(context.Background(), t.TempDir(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("tether proxy:\n%s", lp.Output)
+	t.Cleanup(func() { lp.Proc.Stop(syscall.SIGINT, 15*time.Second) })
+	return lp
+}
+
+func TestEndToEnd(t *testing.T) {
+	e := getEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	lp := startProxy(t, e, e.SAToken)
+	kubectl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := lp.Kubectl(ctx, "", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	admin := func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		cmd := e.Cluster.Kubectl(ctx, args...)
+		if stdin != "" {
+			cmd.Stdin = strings.NewReader(stdin)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl (cluster admin, inside) %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoPort := 20000 + rand.IntN(20000)
+	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"worker","namespace":"default"},
+		"spec":{"nodeName":%q,"restartPolicy":"Always","containers":[
+		  {"name":"ticker","image":"none","command":["/bin/sh","-c","i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]},
+		  {"name":"echo","image":"none","command":[%q],"env":[{"name":%q,"value":%q},{"name":%q,"value":"%d"}]},
+		  {"name":"reader","image":"none","stdin":true,"command":["/bin/sh","-c","while read l; do echo got:$l; done"]}]}}`,
+		e.Cluster.NodeName, self, podprog.Env, podprog.EchoServer, podprog.Port, echoPort)
+	admin(t, pod, "apply", "-f", "-")
+	admin(t, "", "wait", "--for=condition=Ready", "pod/worker", "--timeout=60s")
+
+	t.Run("the cluster accepts no inbound connection", func(t *testing.T) {
+		u, _ := url.Parse(e.Cluster.Server)
+		c, err := net.DialTimeout("tcp", u.Host, 3*time.Second)
+		if err == nil {
+			c.Close()
+			t.Fatalf("dialled the API server at %s from outside; the namespace must refuse it", u.Host)
+		}
+		t.Logf("direct dial to %s from outside: %v", u.Host, err)
+	})
+
+	t.Run("get pods -A", func(t *testing.T) {
+		out := kubectl(t, "get", "pods", "-A", "-o", "name")
+		if !strings.Contains(out, "pod/worker") {
+			t.Errorf("kubectl get pods -A through the tunnel:\n%s\nwant pod/worker", out)
+		}
+	})
+
+	t.Run("auth whoami is the service account", func(t *testing.T) {
+		out := kubectl(t, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+		if diff := cmp.Diff("system:serviceaccount:default:demo-user", out); diff != "" {
+			t.Errorf("whoami (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("a wrong token gets the API server's 401", func(t *testing.T) {
+		bad := startProxy(t, e, e.SAToken+"x")
+		out, err := bad.Kubectl(ctx, "", "get", "pods").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "You must be logged in to the server") {
+			t.Errorf("kubectl with a wrong token: err=%v\n%s\nwant kubectl's message for a 401", err, out)
+		}
+		// The 401 is the API server's own: its Status says just "Unauthorized"
+		// (the hub's and the agent's refusals explain themselves at length).
+		cfg, err := clientcmd.BuildConfigFromFlags("", bad.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		var status *apierrors.StatusError
+		if !errors.As(err, &status) || status.ErrStatus.Code != 401 || status.ErrStatus.Message != "Unauthorized" {
+			t.Errorf("list pods with a wrong token: %v; want the API server's 401 Status", err)
+		}
+	})
+
+	t.Run("impersonation headers are stripped", func(t *testing.T) {
+		// demo-user is cluster-admin, so it may impersonate; the hub and agent
+		// must still drop the header: whoami stays demo-user.
+		out := kubectl(t, "auth", "whoami", "--as", "someone-else", "-o", "jsonpath={.status.userInfo.username}")
+		if diff := cmp.Diff("system:serviceaccount:default:demo-user", out); diff != "" {
+			t.Errorf("whoami --as (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("watch receives a later change", func(t *testing.T) {
+		wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer wcancel()
+		cmd := lp.Kubectl(wctx, "", "get", "configmaps", "-n", "default", "-w", "-o", "name")
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer wcancel()
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() { // the initial list (kube-root-ca.crt) proves the watch is established
+			t.Fatal("watch printed nothing")
+		}
+		admin(t, "", "create", "configmap", "watched-later", "-n", "default")
+		for sc.Scan() {
+			if sc.Text() == "configmap/watched-later" {
+				return
+			}
+		}
+		t.Fatal("the watch ended without showing configmap/watched-later")
+	})
+
+	t.Run("apply and delete a deployment", func(t *testing.T) {
+		deploy := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"sleeper","namespace":"default"},
+			"spec":{"replicas":1,"selector":{"matchLabels":{"app":"sleeper"}},"template":{"metadata":{"labels":{"app":"sleeper"}},
+			"spec":{"containers":[{"name":"s","image":"none","command":["/bin/sleep","3600"]}]}}}}`
+		apply := lp.Kubectl(ctx, "", "apply", "-f", "-")
+		apply.Stdin = strings.NewReader(deploy)
+		if out, err := apply.CombinedOutput(); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+		kubectl(t, "rollout", "status", "deployment/sleeper", "--timeout=60s")
+		kubectl(t, "delete", "deployment", "sleeper", "--wait=true", "--timeout=60s")
+		kubectl(t, "wait", "--for=delete", "pod", "-l", "app=sleeper", "--timeout=60s")
+		if out := kubectl(t, "get", "deployments", "-o", "name"); strings.Contains(out, "sleeper") {
+			t.Errorf("deployment still listed after delete:\n%s", out)
+		}
+	})
+
+	t.Run("logs -f streams", func(t *testing.T) {
+		lctx, lcancel := context.WithTimeout(ctx, 60*time.Second)
+		defer lcancel()
+		cmd := lp.Kubectl(lctx, "", "logs", "-f", "worker", "-c", "ticker", "--tail=1")
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer lcancel()
+		sc := bufio.NewScanner(out)
+		var seen []string
+		for len(seen) < 10 && sc.Scan() {
+			seen = append(seen, sc.Text())
+		}
+		// --tail=1 shows one old line; the other nine were written while
+		// the stream was open, so they prove streaming, not buffering.
+		if len(seen) < 10 || seen[0] == seen[9] {
+			t.Fatalf("logs -f gave %q, want ten successive ticks", seen)
+		}
+	})
+
+	for _, tc := range []struct {
+		name, version string
+		env           []string
+	}{
+		{name: "WebSocket (kubectl 1.33)", version: "1.33"},
+		{name: "SPDY (kubectl 1.27)", version: "1.27"},
+	} {
+		t.Run("exec with stdin and exit code over "+tc.name, func(t *testing.T) {
+			cmd := lp.Kubectl(ctx, tc.version, "exec", "-i", "worker", "-c", "ticker", "--", "/bin/sh", "-c", "tr a-z A-Z; exit 7")
+			cmd.Stdin = strings.NewReader("through the tunnel\n")
+			out, err := cmd.Output()
+			if diff := cmp.Diff("THROUGH THE TUNNEL\n", string(out)); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s (err %v)", diff, testenv.ExitDetail(err))
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 7 {
+				t.Errorf("exit code %d, want 7", code)
+			}
+		})
+		t.Run("exec -it with a TTY over "+tc.name, func(t *testing.T) {
+			bin := lp.Kubectl(ctx, tc.version).Path
+			// script(1) gives kubectl a real terminal, as a person's shell would.
+			line := fmt.Sprintf("KUBECONFIG=%s %s exec -it worker -c ticker -- /bin/sh -c 'tty; stty size; read x; echo got-$x'", lp.Kubeconfig, bin)
+			cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
+			cmd.Stdin = strings.NewReader("hello\n")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("exec -it: %v\n%s", err, out)
+			}
+			s := string(out)
+			if !strings.Contains(s, "/dev/pts/") || !strings.Contains(s, "got-hello") {
+				t.Errorf("exec -it output %q: want a pts device name and got-hello", s)
+			}
+		})
+	}
+
+	t.Run("attach to the main process", func(t *testing.T) {
+		actx, acancel := context.WithTimeout(ctx, 60*time.Second)
+		defer acancel()
+		cmd := lp.Kubectl(actx, "", "attach", "-i", "worker", "-c", "reader")
+		stdin, _ := cmd.StdinPipe()
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Wait()
+		defer acancel()
+		sc := bufio.NewScanner(out)
+		// The attach is live once the first echo comes back; keep writing
+		// until it does, since attach may connect after the first line.
+		got := make(chan string, 1)
+		go func() {
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "got:attach-") {
+					got <- sc.Text()
+					return
+				}
+			}
+		}()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case line := <-got:
+				t.Logf("attach echoed %q", line)
+				return
+			case <-tick.C:
+				fmt.Fprintf(stdin, "attach-%d\n", i)
+			case <-actx.Done():
+				t.Fatal("attach never echoed a line")
+			}
+		}
+	})
+
+	t.Run("cp both ways", func(t *testing.T) {
+		dir := t.TempDir()
+		local := filepath.Join(dir, "up.bin")
+		data := make([]byte, 3<<20)
+		rand.NewChaCha8([32]byte{1}).Read(data)
+		if err := os.WriteFile(local, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		remote := fmt.Sprintf("/tmp/tether-e2e-cp-%d.bin", rand.Int())
+		defer os.Remove(remote)
+		kubectl(t, "cp", local, "worker:"+remote, "-c", "ticker")
+		back := filepath.Join(dir, "down.bin")
+		kubectl(t, "cp", "worker:"+remote, back, "-c", "ticker")
+		got, err := os.ReadFile(back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("cp round trip: got %d bytes, want the %d sent", len(got), len(data))
+		}
+	})
+
+	t.Run("port-forward carries 64 MiB intact", func(t *testing.T) {
+		const size = 64 << 20
+		through := portForwardRun(t, ctx, self, size, func(pctx context.Context, local int) *exec.Cmd {
+			return lp.Kubectl(pctx, "", "port-forward", "pod/worker", fmt.Sprintf("%d:%d", local, echoPort))
+		}, func(pctx context.Context, name string, args ...string) *exec.Cmd {
+			return exec.CommandContext(pctx, name, args...)
+		})
+		direct := portForwardRun(t, ctx, self, size, func(pctx context.Context, local int) *exec.Cmd {
+			return e.Cluster.Kubectl(pctx, "port-forward", "pod/worker", fmt.Sprintf("%d:%d", local, echoPort))
+		}, e.NS.Command)
+		mib := float64(2*size) / (1 << 20) // sent and echoed back
+		t.Logf("port-forward 64 MiB echo: through tether %.2fs (%.1f MiB/s), direct inside the cluster %.2fs (%.1f MiB/s), ratio %.2f",
+			through, mib/through, direct, mib/direct, through/direct)
+	})
+
+	t.Run("a stalled stream does not slow the others", func(t *testing.T) {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		// logs -f of a chatty container whose output nobody reads: kubectl
+		// stops reading its socket, the tunnel stream's window fills, and the
+		// agent stops reading from the API server for that stream only.
+		stalled := lp.Kubectl(sctx, "", "logs", "-f", "worker", "-c", "ticker", "--tail=-1")
+		pr, pw, _ := os.Pipe()
+		stalled.Stdout = pw
+		if err := stalled.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		defer func() {
+			scancel()
+			stalled.Wait()
+			pr.Close()
+		}()
+		var worst time.Duration
+		for i := range 20 {
+			start := time.Now()
+			rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+			out, err := lp.Kubectl(rctx, "", "get", "--raw", "/version").CombinedOutput()
+			rcancel()
+			if err != nil {
+				t.Fatalf("request %d alongside the stalled stream: %v\n%s", i, err, out)
+			}
+			worst = max(worst, time.Since(start))
+		}
+		t.Logf("20 requests alongside a stalled logs -f: slowest %s (kubectl process start included)", worst.Round(time.Millisecond))
+	})
+
+	t.Run("cut network: the hub notices and kubectl gets a clear error", func(t *testing.T) {
+		// Drop (not reject) the agent's traffic to the hub inside the namespace.
+		host, port, _ := net.SplitHostPort(e.HubAddr)
+		rule := []string{"nft", "insert", "rule", "inet", "tether", "output", "ip", "daddr", host, "tcp", "dport", port, "drop"}
+		if out, err := e.NS.Command(ctx, rule[0], rule[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("cut the network: %v\n%s", err, out)
+		}
+		restored := false
+		restore := func() {
+			if restored {
+				return
+			}
+			restored = true
+			out, _ := e.NS.Command(ctx, "nft", "-a", "list", "chain", "inet", "tether", "output").Output()
+			for line := range strings.Lines(string(out)) {
+				if strings.Contains(line, "dport "+port+" drop") {
+					_, handle, _ := strings.Cut(line, "# handle ")
+					e.NS.Command(ctx, "nft", "delete", "rule", "inet", "tether", "output", "handle", strings.TrimSpace(handle)).Run()
+				}
+			}
+		}
+		defer restore()
+		cut := time.Now()
+		if err := e.WaitConnected(ctx, false, 45*time.Second); err != nil {
+			t.Fatalf("the hub did not notice the cut within 45 s: %v", err)
+		}
+		t.Logf("hub noticed the dropped network after %s", time.Since(cut).Round(100*time.Millisecond))
+		out, err := lp.Kubectl(ctx, "", "get", "pods").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "ServiceUnavailable") || !strings.Contains(string(out), e.Group+"/"+e.Name) ||
+			!strings.Contains(string(out), "last seen") {
+			t.Errorf("kubectl while the agent is away: err=%v\n%s\nwant a ServiceUnavailable Status naming the cluster and when it was last seen", err, out)
+		}
+		restore()
+		back := time.Now()
+		if err := e.WaitConnected(ctx, true, 90*time.Second); err != nil {
+			t.Fatalf("agent did not come back after the network returned: %v\n%s", err, e.Agent.Tail(40))
+		}
+		t.Logf("agent reconnected %s after the network returned", time.Since(back).Round(100*time.Millisecond))
+	})
+
+	t.Run("hub restart mid-watch: the watch ends, the agent reconnects", func(t *testing.T) {
+		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer wcancel()
+		watch := lp.Kubectl(wctx, "", "get", "pods", "-w", "-o", "name")
+		out, _ := watch.StdoutPipe()
+		if err := watch.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		if !sc.Scan() {
+			t.Fatal("watch printed nothing")
+		}
+		watchDone := make(chan error, 1)
+		go func() {
+			io.Copy(io.Discard, out)
+			watchDone <- watch.Wait()
+		}()
+		e.Hub.Stop(syscall.SIGKILL, 15*time.Second)
+		select {
+		case err := <-watchDone:
+			if err == nil {
+				t.Error("the watch ended cleanly when the hub died; want an error")
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("the watch hung after the hub died")
+		}
+		restart := time.Now()
+		if err := e.StartHub(ctx); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := lp.Kubectl(rctx, "", "get", "pods", "-o", "name").Output()
+			rcancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kubectl still failing 60 s after the hub restarted: %v\nagent log:\n%s", testenv.ExitDetail(err), e.Agent.Tail(40))
+			}
+			time.Sleep(100 * time.Millisecond) // polling the reconnect from outside
+		}
+		t.Logf("kubectl worked again %s after the hub restarted", time.Since(restart).Round(100*time.Millisecond))
+	})
+}
+
+// portForwardRun starts a port-forward with start (run by run, inside or
+// outside the namespace), pushes size bytes through it and back with the
+// echo client (run the same way), and returns the seconds it took.
+func portForwardRun(t *testing.T, ctx context.Context, self string, size int,
+	start func(ctx context.Context, local int) *exec.Cmd,
+	run func(ctx context.Context, name string, args ...string) *exec.Cmd) float64 {
+	t.Helper()
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	local := 40000 + rand.IntN(20000)
+	pf := start(pctx, local)
+	out, _ := pf.StdoutPipe()
+	var stderr bytes.Buffer
+	pf.Stderr = &stderr
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Wait()
+	defer pcancel()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "Forwarding from") {
+		t.Fatalf("port-forward did not start: %q %s", sc.Text(), stderr.String())
+	}
+	go io.Copy(io.Discard, out)
+	client := run(ctx, self)
+	client.Env = append(os.Environ(), podprog.EchoClientEnv(fmt.Sprintf("127.0.0.1:%d", local), size)...)
+	res, err := client.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(res), "ok ") {
+		t.Fatalf("64 MiB through port-forward: %v: %s", err, res)
+	}
+	secs, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(string(res), "ok ")), 64)
+	return secs
+}

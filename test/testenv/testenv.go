@@ -1,0 +1,409 @@
+// Package testenv brings up a whole Tether installation on one machine with
+// real parts only, for the end-to-end tests and the demo:
+//
+//	outside (host namespace)                 inside (network namespace: every inbound connection dropped)
+//	  kubectl ─► tether proxy ─► tether hub ◄── wss ── tether agent ─► kube-apiserver (+ etcd, controller manager,
+//	                              (HostIP)                                 scheduler, kubelet-API node)
+//
+// The cluster's side can dial out to the hub; nothing outside can dial in.
+package testenv
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"tether.dev/tether/test/netns"
+	"tether.dev/tether/test/rig"
+)
+
+// env is one whole installation: the rig cluster and the agent inside a
+// network namespace that refuses every inbound connection, the hub and
+// kubectl outside.
+type Env struct {
+	// Dir holds everything the installation writes; removed by Close.
+	Dir string
+	// Tether is the tether binary under test.
+	Tether string
+	// NS is the cluster side's network namespace.
+	NS *netns.Namespace
+	// Cluster is the real Kubernetes cluster, inside NS.
+	Cluster *rig.Cluster
+
+	// HubAddr is HostIP:port, where the inside reaches the hub.
+	HubAddr string
+	HubURL  string
+	// HubCA is the hub's self-signed certificate, for --hub-ca.
+	HubCA string
+	// AdminTokenFile is the hub's admin token, for --admin-token-file.
+	AdminTokenFile string
+	Hub            *rig.Process
+	Agent          *rig.Process
+
+	// Group and Name name the registered cluster.
+	Group, Name string
+	// SAToken is the seed flow's service-account token (cluster-admin).
+	SAToken string
+
+	log      io.Writer
+	cleanups []func()
+}
+
+// Options configure Start.
+type Options struct {
+	// Group and Name name the cluster to register. Empty means "demo" and
+	// "edge-1".
+	Group, Name string
+	// Log receives progress lines ("cluster up", "agent connected"). Nil
+	// discards them.
+	Log io.Writer
+}
+
+// Start builds tether, starts the cluster inside a new network namespace,
+// the hub outside, registers the cluster, starts its agent inside, waits
+// until the agent is connected, and runs the seed flow's service-account
+// steps. On error everything started is stopped again.
+func Start(ctx context.Context, opts Options) (*Env, error) {
+	if opts.Group == "" {
+		opts.Group = "demo"
+	}
+	if opts.Name == "" {
+		opts.Name = "edge-1"
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	e, err := start(ctx, opts)
+	if err != nil {
+		if e != nil {
+			e.Close()
+		}
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close stops every process and removes every file and the namespace.
+func (e *Env) Close() {
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
+}
+
+func (e *Env) logf(format string, args ...any) { fmt.Fprintf(e.log, format+"\n", args...) }
+
+func start(ctx context.Context, opts Options) (*Env, error) {
+	dir, err := os.MkdirTemp("", "tether-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, Group: opts.Group, Name: opts.Name, log: opts.Log}
+	e.cleanups = append(e.cleanups, func() { os.RemoveAll(dir) })
+
+	root, err := rig.FindRepoRoot()
+	if err != nil {
+		return e, err
+	}
+	e.Tether = filepath.Join(dir, "tether")
+	build := exec.CommandContext(ctx, "go", "build", "-o", e.Tether, "./cmd/tether")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return e, fmt.Errorf("build tether: %v\n%s", err, out)
+	}
+
+	bins, err := rig.Build(ctx, rig.BuildOptions{Log: e.log})
+	if err != nil {
+		return e, err
+	}
+	e.NS, err = netns.Create(ctx, netns.Config{NamePrefix: "tether-e2e"})
+	if err != nil {
+		return e, fmt.Errorf("create the cluster's network namespace (needs root, iproute2, nftables): %w", err)
+	}
+	e.cleanups = append(e.cleanups, func() { e.NS.Close() })
+	e.Cluster, err = rig.Start(ctx, rig.Config{
+		Binaries: bins,
+		Dir:      filepath.Join(dir, "cluster"),
+		Command:  e.NS.Command,
+		Address:  e.NS.InsideIP(),
+		Log:      e.log,
+	})
+	if err != nil {
+		return e, err
+	}
+	e.cleanups = append(e.cleanups, func() { e.Cluster.Stop() })
+	e.logf("cluster up inside network namespace %s: API server %s (refuses every inbound connection)", e.NS.Name(), e.Cluster.Server)
+
+	// The hub, outside, on the host end of the namespace's link.
+	port, err := freePort(e.NS.HostIP().String())
+	if err != nil {
+		return e, err
+	}
+	e.HubAddr = net.JoinHostPort(e.NS.HostIP().String(), strconv.Itoa(port))
+	e.HubURL = "https://" + e.HubAddr
+	hubDir := filepath.Join(dir, "hub")
+	e.HubCA = filepath.Join(hubDir, "tls.crt")
+	if err := e.StartHub(ctx); err != nil {
+		return e, err
+	}
+	e.cleanups = append(e.cleanups, func() { e.Hub.Stop(syscall.SIGTERM, 15*time.Second) })
+	e.AdminTokenFile = filepath.Join(hubDir, "admin.token")
+	e.logf("hub up outside at %s", e.HubURL)
+
+	// Register the cluster and start its agent inside the namespace.
+	out, err := e.TetherCmd(ctx, "cluster", "create", "-g", e.Group, "-n", e.Name, "-l", "eastus2", "-o", "json").Output()
+	if err != nil {
+		return e, fmt.Errorf("tether cluster create: %w", ExitDetail(err))
+	}
+	var created struct{ Join struct{ JoinToken string } }
+	if err := json.Unmarshal(out, &created); err != nil || created.Join.JoinToken == "" {
+		return e, fmt.Errorf("tether cluster create printed %q", out)
+	}
+	e.logf("registered cluster %s/%s; starting its agent inside with the one-time join token", e.Group, e.Name)
+	if err := e.startAgent(created.Join.JoinToken); err != nil {
+		return e, err
+	}
+	e.cleanups = append(e.cleanups, func() { e.Agent.Stop(syscall.SIGTERM, 15*time.Second) })
+	if err := e.WaitConnected(ctx, true, 30*time.Second); err != nil {
+		return e, fmt.Errorf("%w\nagent log:\n%s", err, e.Agent.Tail(40))
+	}
+
+	// The seed flow's service account, made by the cluster's admin inside.
+	e.logf("agent enrolled and connected: the cluster dials out, nothing dials in")
+	if e.SAToken, err = e.ServiceAccountToken(ctx, "default", "demo-user", "cluster-admin"); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// StartHub starts the hub (again) on HubAddr with its data directory and
+// waits until it is ready.
+func (e *Env) StartHub(ctx context.Context) error {
+	cmd := exec.Command(e.Tether, "hub", "--listen", e.HubAddr, "--data-dir", filepath.Join(e.Dir, "hub"))
+	var err error
+	if e.Hub, err = rig.StartProcess("hub", filepath.Join(e.Dir, "hub.log"), cmd); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := e.hubReady(); err == nil {
+			return nil
+		}
+		select {
+		case <-e.Hub.Done():
+			return fmt.Errorf("hub exited: %v\n%s", e.Hub.Err(), e.Hub.Tail(40))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("hub not ready after 30 s:\n%s", e.Hub.Tail(40))
+}
+
+func (e *Env) hubReady() error {
+	pemBytes, err := os.ReadFile(e.HubCA)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(e.HubURL + "/readyz")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("readyz: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func (e *Env) startAgent(joinToken string) error {
+	args := []string{"agent", "--hub", e.HubURL, "--hub-ca", e.HubCA, "--state-dir", filepath.Join(e.Dir, "agent"),
+		"--kubeconfig", e.Cluster.Kubeconfig}
+	if joinToken != "" {
+		args = append(args, "--join-token", joinToken)
+	}
+	var err error
+	e.Agent, err = rig.StartProcess("agent", filepath.Join(e.Dir, "agent.log"), e.NS.Command(context.Background(), e.Tether, args...))
+	return err
+}
+
+// TetherCmd runs the tether CLI outside, as the hub's admin.
+func (e *Env) TetherCmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.Tether, args...)
+	cmd.Env = append(os.Environ(), "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "TETHER_ADMIN_TOKEN_FILE="+e.AdminTokenFile)
+	return cmd
+}
+
+// ClusterView is what `tether cluster show -o json` prints.
+type ClusterView struct {
+	Connected         bool
+	AgentVersion      string
+	KubernetesVersion string
+	LastSeenAt        time.Time
+}
+
+func (e *Env) Show(ctx context.Context) (ClusterView, error) {
+	out, err := e.TetherCmd(ctx, "cluster", "show", "-g", e.Group, "-n", e.Name, "-o", "json").Output()
+	if err != nil {
+		return ClusterView{}, ExitDetail(err)
+	}
+	var v ClusterView
+	err = json.Unmarshal(out, &v)
+	return v, err
+}
+
+// WaitConnected polls the hub until the cluster's connection state is want.
+func (e *Env) WaitConnected(ctx context.Context, want bool, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		v, err := e.Show(ctx)
+		if err == nil && v.Connected == want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster connected=%v not reached within %s (last: %+v, %v)", want, limit, v, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// ServiceAccountToken runs the seed flow inside the cluster: a service
+// account, a ClusterRoleBinding to role, a token Secret, and its token.
+func (e *Env) ServiceAccountToken(ctx context.Context, ns, name, role string) (string, error) {
+	steps := [][]string{
+		{"create", "serviceaccount", name, "-n", ns},
+		{"create", "clusterrolebinding", name + "-binding", "--clusterrole", role, "--serviceaccount", ns + ":" + name},
+	}
+	for _, s := range steps {
+		if out, err := e.Cluster.Kubectl(ctx, s...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("kubectl %s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	secret := fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/service-account-token",
+		"metadata":{"name":%q,"namespace":%q,"annotations":{"kubernetes.io/service-account.name":%q}}}`, name+"-secret", ns, name)
+	apply := e.Cluster.Kubectl(ctx, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(secret)
+	if out, err := apply.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("create token secret: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := e.Cluster.Kubectl(ctx, "get", "secret", name+"-secret", "-n", ns, "-o", "jsonpath={.data.token}").Output()
+		if err == nil && len(out) > 0 {
+			tok, err := base64.StdEncoding.DecodeString(string(out))
+			return string(tok), err
+		}
+		time.Sleep(100 * time.Millisecond) // polling the token controller
+	}
+	return "", errors.New("the token controller never filled the service-account token secret")
+}
+
+// LocalProxy is a running `tether proxy` and the kubeconfig it wrote.
+type LocalProxy struct {
+	Proc *rig.Process
+	// Kubeconfig is the file the proxy wrote its context to.
+	Kubeconfig string
+	// Output is what the proxy printed until it was ready.
+	Output string
+}
+
+// StartProxy runs `tether proxy --token TOKEN` outside, writing its context
+// to a kubeconfig file of its own in dir, and waits until it is ready.
+func (e *Env) StartProxy(ctx context.Context, dir, token string) (*LocalProxy, error) {
+	kc := filepath.Join(dir, "kubeconfig")
+	cmd := exec.Command(e.Tether, "proxy", "-g", e.Group, "-n", e.Name, "--token", token, "--port", "0")
+	cmd.Env = append(os.Environ(), "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "KUBECONFIG="+kc)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = pw
+	p, err := rig.StartProcess("proxy", "", cmd)
+	pw.Close() // the child has its own copy
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	ready := make(chan string, 1)
+	go func() { // owns pr; ends when the proxy exits
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		var lines []string
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+			if strings.HasPrefix(sc.Text(), "ready:") {
+				ready <- strings.Join(lines, "\n")
+				break
+			}
+		}
+		io.Copy(io.Discard, pr) // keep the proxy's writes from blocking; ends when it exits
+	}()
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	select {
+	case out := <-ready:
+		return &LocalProxy{Proc: p, Kubeconfig: kc, Output: out}, nil
+	case <-p.Done():
+		return nil, fmt.Errorf("tether proxy exited: %v", p.Err())
+	case <-timeout.C:
+		p.Stop(syscall.SIGKILL, time.Second)
+		return nil, errors.New("tether proxy did not become ready within 30 s")
+	case <-ctx.Done():
+		p.Stop(syscall.SIGKILL, time.Second)
+		return nil, ctx.Err()
+	}
+}
+
+// Kubectl runs a real kubectl of the given minor version ("" for the one on
+// PATH) outside, against the proxy's kubeconfig.
+func (lp *LocalProxy) Kubectl(ctx context.Context, version string, args ...string) *exec.Cmd {
+	bin, err := rig.FindKubectl(version)
+	if err != nil {
+		bin = "kubectl-" + version + "-is-not-installed"
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+lp.Kubeconfig)
+	return cmd
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ExitDetail adds a failed command's stderr to its error.
+func ExitDetail(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+	}
+	return err
+}
