@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+	"k8s.io/client-go/rest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBackoff(t *testing.T) {
+	b := newBackoff(500*time.Millisecond, 5*time.Second)
+	b.rand = func(n int64) int64 { return n - 1 } // the top of each range
+	var got []time.Duration
+	for range 6 {
+		got = append(got, b.next())
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("backoff ceilings (-want +got):\n%s", diff)
+	}
+	b.reset()
+	if d := b.next(); d != 500*time.Millisecond {
+		t.Errorf("after reset: %s, want 500ms", d)
+	}
+	b.rand = func(int64) int64 { return 0 } // full jitter reaches the bottom
+	if d := b.next(); d != 1 {
+		t.Errorf("bottom of the range: %s, want 1ns", d)
+	}
+	for range 100 { // no overflow however long it fails
+		b.next()
+	}
+	b.rand = func(n int64) int64 { return n - 1 }
+	if d := b.next(); d != 5*time.Second {
+		t.Errorf("after 100 failures: %s, want the cap", d)
+	}
+}
+
+// fakeAPIServer reports what it received, and which HTTP version carried it.
+func fakeAPIServer(t *testing.T) (*httptest.Server, *rest.Config) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var names []string
+		for k := range r.Header {
+			if strings.HasPrefix(k, "Impersonate-") || strings.HasPrefix(k, "X-Forwarded-") {
+				names = append(names, k)
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "dropped": names})
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := &rest.Config{
+		Host:            srv.URL,
+		BearerToken:     "the-agent's-own-token-must-not-leak",
+		TLSClientConfig: rest.TLSClientConfig{CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})},
+	}
+	return srv, cfg
+}
+
+func TestAPIProxy(t *testing.T) {
+	_, cfg := fakeAPIServer(t)
+	p, err := newAPIProxy(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(p)
+	defer front.Close()
+	tests := []struct {
+		name     string
+		header   http.Header
+		wantCode int
+		want     map[string]any
+	}{
+		{
+			name:     "caller's token through, impersonation and forwarding headers dropped",
+			header:   http.Header{"Authorization": {"Bearer sa-token"}, "Impersonate-User": {"admin"}, "Impersonate-Extra-Scopes": {"x"}, "X-Forwarded-For": {"1.2.3.4"}},
+			wantCode: 200,
+			want:     map[string]any{"proto": "HTTP/2.0", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "dropped": nil},
+		},
+		{
+			name:     "upgrade requests travel over HTTP/1.1",
+			header:   http.Header{"Authorization": {"Bearer sa-token"}, "Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}},
+			wantCode: 200,
+			want:     map[string]any{"proto": "HTTP/1.1", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "dropped": nil},
+		},
+		{name: "no credentials", header: http.Header{}, wantCode: 401},
+		{name: "basic auth is not a token", header: http.Header{"Authorization": {"Basic YTpi"}}, wantCode: 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", front.URL+"/api/v1/pods?limit=1", nil)
+			req.Header = tt.header
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if diff := cmp.Diff(tt.wantCode, resp.StatusCode); diff != "" {
+				t.Fatalf("status (-want +got):\n%s\n%s", diff, body)
+			}
+			if tt.want == nil {
+				if !strings.Contains(string(body), `"kind":"Status"`) {
+					t.Errorf("want a Status, got %s", body)
+				}
+				return
+			}
+			var got map[string]any
+			json.Unmarshal(body, &got)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("what the API server received (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// fakeHub answers enrollment with the given status (200 enrolls
+// /groups/g/clusters/c) and refuses every tunnel with 404.
+func fakeHub(t *testing.T, enrollCode int) *httptest.Server {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case EnrollPath:
+			if r.Header.Get("Authorization") != "Bearer tjt_good" {
+				enrollCode = http.StatusUnauthorized
+			}
+			w.WriteHeader(enrollCode)
+			if enrollCode == 200 {
+				json.NewEncoder(w).Encode(EnrollResponse{Cluster: "/groups/g/clusters/c"})
+				return
+			}
+			fmt.Fprintf(w, `{"kind":"Status","message":"refused with %d"}`, enrollCode)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"kind":"Status","message":"cluster deleted"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestEnrollmentAndRefusals(t *testing.T) {
+	_, api := fakeAPIServer(t)
+	tests := []struct {
+		name       string
+		enrollCode int
+		token      string
+		wantErr    string
+		wantState  bool
+	}{
+		{name: "used join token", enrollCode: http.StatusGone, token: "tjt_good", wantErr: "refused with 410"},
+		{name: "unknown join token", enrollCode: 200, token: "tjt_bad", wantErr: "refused with 401"},
+		{name: "no join token", token: "", wantErr: "has no join token"},
+		{name: "enrolled, then the cluster is gone", enrollCode: 200, token: "tjt_good", wantErr: "cluster deleted", wantState: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := fakeHub(t, tt.enrollCode)
+			u, _ := url.Parse(hub.URL)
+			state := filepath.Join(t.TempDir(), "state")
+			a, err := New(Config{Hub: u, HubClient: hub.Client(), JoinToken: tt.token, StateDir: state, APIServer: api}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = a.Run(ctx)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Run: %v; want a permanent refusal mentioning %q", err, tt.wantErr)
+			}
+			info, statErr := os.Stat(filepath.Join(state, "agent.key"))
+			if !tt.wantState {
+				if statErr == nil {
+					t.Errorf("a key was stored although enrollment failed")
+				}
+				return
+			}
+			if statErr != nil || info.Mode().Perm() != 0o600 {
+				t.Fatalf("agent key: %v, mode %v; want 0600", statErr, info.Mode().Perm())
+			}
+			dir, _ := os.Stat(state)
+			if dir.Mode().Perm() != 0o700 {
+				t.Errorf("state directory mode %v, want 0700", dir.Mode().Perm())
+			}
+			id, _ := os.ReadFile(filepath.Join(state, "cluster"))
+			if diff := cmp.Diff("/groups/g/clusters/c\n", string(id)); diff != "" {
+				t.Errorf("stored cluster ID (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
