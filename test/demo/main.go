@@ -49,6 +49,16 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		say("from outside, a direct connection to the API server %s fails: %v", u.Host, err)
 	}
 
+	say("inside the cluster, its admin deploys something to look at: kubectl create deployment hello")
+	for _, args := range [][]string{
+		{"create", "deployment", "hello", "--image=none", "--", "/bin/sh", "-c", "while true; do echo hello from the cluster; sleep 2; done"},
+		{"rollout", "status", "deployment/hello", "--timeout=60s"},
+	} {
+		if out, err := e.Cluster.Kubectl(ctx, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("kubectl %s (inside): %w\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+
 	dir, err := os.MkdirTemp("", "tether-demo-")
 	if err != nil {
 		return err
@@ -64,7 +74,12 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, "    ", line)
 	}
 	fmt.Fprintln(stderr)
-	for _, args := range [][]string{{"get", "pods", "-A"}, {"auth", "whoami"}} {
+	for _, args := range [][]string{
+		{"get", "pods", "-A"},
+		{"auth", "whoami"},
+		{"logs", "deploy/hello", "--tail=1"},
+		{"exec", "deploy/hello", "--", "/bin/sh", "-c", "echo exec through the tunnel, in $PWD"},
+	} {
 		say("$ kubectl %s", strings.Join(args, " "))
 		cmd := lp.Kubectl(ctx, "", args...)
 		cmd.Stdout, cmd.Stderr = stdout, stderr
