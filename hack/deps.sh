@@ -6,6 +6,7 @@ set -euo pipefail
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v tinyproxy >/dev/null || missing+=(tinyproxy) # the real forward proxy of the end-to-end tests
 if ((${#missing[@]})); then
 	if [[ $(id -u) != 0 ]]; then
 		echo "deps: need ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2

@@ -135,6 +135,10 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tunnel.Logger = logger
+	// HTTPS_PROXY is for the hub only: the API server is reached directly,
+	// whatever the environment says (client-go would honour it otherwise).
+	cfg.APIServer = rest.CopyConfig(cfg.APIServer)
+	cfg.APIServer.Proxy = func(*http.Request) (*url.URL, error) { return nil, nil }
 	proxy, err := newAPIProxy(cfg.APIServer, logger)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

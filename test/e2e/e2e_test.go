@@ -58,7 +58,7 @@ func getEnv(t *testing.T) *testenv.Env {
 	sharedOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		defer cancel()
-		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr})
+		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true})
 	})
 	if sharedErr != nil {
 		t.Fatalf("set up the end-to-end environment: %v", sharedErr)
@@ -125,6 +125,16 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("dialled the API server at %s from outside; the namespace must refuse it", u.Host)
 		}
 		t.Logf("direct dial to %s from outside: %v", u.Host, err)
+	})
+
+	t.Run("the agent reaches the hub only through the forward proxy", func(t *testing.T) {
+		if e.Proxy == nil {
+			t.Fatal("the environment has no forward proxy")
+		}
+		// tinyproxy logs each CONNECT it serves: the agent's tunnel is one.
+		if !strings.Contains(e.Proxy.Tail(1000), "CONNECT "+e.HubAddr) {
+			t.Errorf("tinyproxy's log shows no CONNECT %s:\n%s", e.HubAddr, e.Proxy.Tail(20))
+		}
 	})
 
 	t.Run("get pods -A", func(t *testing.T) {
@@ -378,8 +388,8 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("cut network: the hub notices and kubectl gets a clear error", func(t *testing.T) {
-		// Drop (not reject) the agent's traffic to the hub inside the namespace.
-		host, port, _ := net.SplitHostPort(e.HubAddr)
+		// Drop (not reject) the agent's only way out (to the forward proxy).
+		host, port, _ := net.SplitHostPort(e.AgentEgress)
 		rule := []string{"nft", "insert", "rule", "inet", "tether", "output", "ip", "daddr", host, "tcp", "dport", port, "drop"}
 		if out, err := e.NS.Command(ctx, rule[0], rule[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("cut the network: %v\n%s", err, out)

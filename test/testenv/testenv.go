@@ -46,9 +46,16 @@ type Env struct {
 	// Cluster is the real Kubernetes cluster, inside NS.
 	Cluster *rig.Cluster
 
-	// HubAddr is HostIP:port, where the inside reaches the hub.
+	// HubAddr is HostIP:port, where the hub listens.
 	HubAddr string
-	HubURL  string
+	// ProxyAddr is HostIP:port of the forward proxy (tinyproxy) the agent
+	// must use, with Options.ForwardProxy; empty otherwise.
+	ProxyAddr string
+	// AgentEgress is the one address the agent's traffic leaves the
+	// namespace for: ProxyAddr with a forward proxy, else HubAddr.
+	AgentEgress string
+	Proxy       *rig.Process
+	HubURL      string
 	// HubCA is the hub's self-signed certificate, for --hub-ca.
 	HubCA string
 	// AdminTokenFile is the hub's admin token, for --admin-token-file.
@@ -73,6 +80,11 @@ type Options struct {
 	// Log receives progress lines ("cluster up", "agent connected"). Nil
 	// discards them.
 	Log io.Writer
+	// ForwardProxy puts a real HTTP forward proxy (tinyproxy) outside
+	// between the agent and the hub, the way corporate networks do: the
+	// agent gets HTTPS_PROXY, and the namespace's firewall also drops its
+	// direct connections to the hub, so only the proxy path works.
+	ForwardProxy bool
 }
 
 // Start builds tether, starts the cluster inside a new network namespace,
@@ -165,6 +177,15 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	e.cleanups = append(e.cleanups, func() { e.Hub.Stop(syscall.SIGTERM, 15*time.Second) })
 	e.AdminTokenFile = filepath.Join(hubDir, "admin.token")
 	e.logf("hub up outside at %s", e.HubURL)
+	e.AgentEgress = e.HubAddr
+	if opts.ForwardProxy {
+		if err := e.startForwardProxy(ctx); err != nil {
+			return e, err
+		}
+		e.cleanups = append(e.cleanups, func() { e.Proxy.Stop(syscall.SIGTERM, 5*time.Second) })
+		e.AgentEgress = e.ProxyAddr
+		e.logf("forward proxy (tinyproxy) at %s; the cluster may reach the hub only through it", e.ProxyAddr)
+	}
 
 	// Register the cluster and start its agent inside the namespace.
 	out, err := e.TetherCmd(ctx, "cluster", "create", "-g", e.Group, "-n", e.Name, "-l", "eastus2", "-o", "json").Output()
@@ -242,9 +263,57 @@ func (e *Env) startAgent(joinToken string) error {
 	if joinToken != "" {
 		args = append(args, "--join-token", joinToken)
 	}
+	cmd := e.NS.Command(context.Background(), e.Tether, args...)
+	cmd.Env = os.Environ()
+	if e.ProxyAddr != "" {
+		// NO_PROXY is left empty on purpose: the agent must not send its
+		// API-server traffic to the proxy even so.
+		cmd.Env = append(cmd.Env, "HTTPS_PROXY=http://"+e.ProxyAddr, "https_proxy=http://"+e.ProxyAddr, "NO_PROXY=", "no_proxy=")
+	}
 	var err error
-	e.Agent, err = rig.StartProcess("agent", filepath.Join(e.Dir, "agent.log"), e.NS.Command(context.Background(), e.Tether, args...))
+	e.Agent, err = rig.StartProcess("agent", filepath.Join(e.Dir, "agent.log"), cmd)
 	return err
+}
+
+// startForwardProxy runs tinyproxy on the host end of the namespace's link
+// and makes the namespace drop direct connections to the hub.
+func (e *Env) startForwardProxy(ctx context.Context) error {
+	bin, err := exec.LookPath("tinyproxy")
+	if err != nil {
+		return fmt.Errorf("the forward-proxy tests need tinyproxy (apt-get install tinyproxy; make test does it): %w", err)
+	}
+	port, err := freePort(e.NS.HostIP().String())
+	if err != nil {
+		return err
+	}
+	e.ProxyAddr = net.JoinHostPort(e.NS.HostIP().String(), strconv.Itoa(port))
+	conf := filepath.Join(e.Dir, "tinyproxy.conf")
+	// No ConnectPort line: CONNECT to any port (the hub's is not 443 here).
+	config := fmt.Sprintf("Port %d\nListen %s\nAllow %s\nTimeout 600\nMaxClients 100\nDisableViaHeader Yes\nLogLevel Info\nSyslog Off\n",
+		port, e.NS.HostIP(), e.NS.InsideIP())
+	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+		return err
+	}
+	if e.Proxy, err = rig.StartProcess("tinyproxy", filepath.Join(e.Dir, "tinyproxy.log"), exec.Command(bin, "-d", "-c", conf)); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", e.ProxyAddr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("tinyproxy did not listen on %s: %v\n%s", e.ProxyAddr, err, e.Proxy.Tail(20))
+		}
+		time.Sleep(50 * time.Millisecond) // polling another process's start
+	}
+	host, hubPort, _ := net.SplitHostPort(e.HubAddr)
+	if out, err := e.NS.Command(ctx, "nft", "insert", "rule", "inet", "tether", "output", "ip", "daddr", host, "tcp", "dport", hubPort, "drop").CombinedOutput(); err != nil {
+		return fmt.Errorf("block the direct route to the hub: %v\n%s", err, out)
+	}
+	return nil
 }
 
 // TetherCmd runs the tether CLI outside, as the hub's admin.
