@@ -36,6 +36,7 @@ import (
 
 	"tether.dev/tether/internal/agentkey"
 	"tether.dev/tether/internal/atomicfile"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/tunnel"
 )
 
@@ -62,6 +63,11 @@ type EnrollRequest struct {
 type EnrollResponse struct {
 	// Cluster is the ID the join token was bound to.
 	Cluster string `json:"cluster"`
+	// HubID names the hub in the assertions it signs (their iss).
+	HubID string `json:"hubID"`
+	// HubKeys are the PEM Ed25519 public keys the hub signs assertions
+	// with; the agent accepts a request only with a valid assertion.
+	HubKeys []string `json:"hubKeys"`
 }
 
 // Config configures an agent.
@@ -146,17 +152,23 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	return &Agent{cfg: cfg, logger: logger, proxy: proxy}, nil
 }
 
+// enrollment is what the agent keeps in its state directory.
+type enrollment struct {
+	key      ed25519.PrivateKey
+	cluster  string
+	verifier *identity.AssertionVerifier
+}
+
 // Run enrolls if needed, then keeps a tunnel to the hub until ctx ends. It
 // returns nil when ctx ends, or an error wrapping ErrRefused when the hub
 // permanently refuses the agent. Every goroutine it starts has exited when
 // it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	bo := newBackoff(a.cfg.MinBackoff, a.cfg.MaxBackoff)
-	var key ed25519.PrivateKey
-	var cluster string
+	var en enrollment
 	for {
 		var err error
-		key, cluster, err = a.enrollment(ctx)
+		en, err = a.enrollment(ctx)
 		if err == nil {
 			break
 		}
@@ -170,12 +182,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	bo.reset()
+	key, cluster := en.key, en.cluster
+	handler := a.proxy.forCluster(cluster, en.verifier)
 
 	var served sync.WaitGroup // sessions still finishing in-flight requests
 	defer served.Wait()
 	for {
 		start := time.Now()
-		err := a.connect(ctx, key, cluster, &served)
+		err := a.connect(ctx, key, cluster, handler, &served)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -196,7 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // connect dials one tunnel and serves it until it dies, the hub asks the
 // agent to go elsewhere, or ctx ends. A session told to go away keeps
 // serving its in-flight requests in the background (counted by served).
-func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster string, served *sync.WaitGroup) error {
+func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster string, handler http.Handler, served *sync.WaitGroup) error {
 	proof, err := agentkey.Sign(key, cluster, a.cfg.Hub.Host, time.Now())
 	if err != nil {
 		return err
@@ -219,9 +233,11 @@ func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster str
 	a.logger.Info("tunnel connected", "cluster", cluster, "hub", a.cfg.Hub.Host)
 
 	srv := &http.Server{
-		Handler:           a.proxy,
+		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+		// Assertions carry the caller's groups; thousands fit (no group limit).
+		MaxHeaderBytes: 2 << 20,
+		ErrorLog:       slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
 	}
 	served.Add(1)
 	go func() {
@@ -283,43 +299,68 @@ func (a *Agent) kubernetesVersion(ctx context.Context) string {
 	return v.GitVersion
 }
 
-// enrollment returns the stored key and cluster ID, enrolling first if the
-// state directory has none.
-func (a *Agent) enrollment(ctx context.Context) (ed25519.PrivateKey, string, error) {
+// enrollment returns the stored key, cluster ID and hub keys, enrolling
+// first if the state directory has none.
+func (a *Agent) enrollment(ctx context.Context) (enrollment, error) {
 	keyPath := filepath.Join(a.cfg.StateDir, "agent.key")
-	clusterPath := filepath.Join(a.cfg.StateDir, "cluster")
+	hubPath := filepath.Join(a.cfg.StateDir, "hub.json")
 	keyPEM, kerr := os.ReadFile(keyPath)
-	clusterID, cerr := os.ReadFile(clusterPath)
-	if kerr == nil && cerr == nil {
+	hubJSON, herr := os.ReadFile(hubPath)
+	if kerr == nil && herr == nil {
 		key, err := agentkey.UnmarshalPrivateKey(keyPEM)
 		if err != nil {
-			return nil, "", fmt.Errorf("%w: agent key %s: %v; delete the state directory and enroll again with a new join token", ErrRefused, keyPath, err)
+			return enrollment{}, fmt.Errorf("%w: agent key %s: %v; delete the state directory and enroll again with a new join token", ErrRefused, keyPath, err)
 		}
-		return key, strings.TrimSpace(string(clusterID)), nil
+		var resp EnrollResponse
+		if err := json.Unmarshal(hubJSON, &resp); err != nil {
+			return enrollment{}, fmt.Errorf("%w: %s: %v; delete the state directory and enroll again with a new join token", ErrRefused, hubPath, err)
+		}
+		return newEnrollment(key, resp)
 	}
 	if a.cfg.JoinToken == "" {
-		return nil, "", fmt.Errorf("%w: the agent is not enrolled (no %s) and has no join token; register the cluster on the hub and pass its join token", ErrRefused, keyPath)
+		return enrollment{}, fmt.Errorf("%w: the agent is not enrolled (no %s) and has no join token; register the cluster on the hub and pass its join token", ErrRefused, hubPath)
 	}
 	key, err := agentkey.Generate()
 	if err != nil {
-		return nil, "", err
+		return enrollment{}, err
 	}
 	resp, err := a.enroll(ctx, key.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, "", err
+		return enrollment{}, err
+	}
+	en, err := newEnrollment(key, resp)
+	if err != nil {
+		return enrollment{}, err
 	}
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("create state directory: %w", err)
+		return enrollment{}, fmt.Errorf("create state directory: %w", err)
 	}
-	// Key first: a cluster file without a key would look enrolled.
+	// Key first: hub.json marks the state complete.
 	if err := atomicfile.Write(keyPath, agentkey.MarshalPrivateKey(key), 0o600); err != nil {
-		return nil, "", err
+		return enrollment{}, err
 	}
-	if err := atomicfile.Write(clusterPath, []byte(resp.Cluster+"\n"), 0o600); err != nil {
-		return nil, "", err
+	b, _ := json.Marshal(resp)
+	if err := atomicfile.Write(hubPath, b, 0o600); err != nil {
+		return enrollment{}, err
 	}
 	a.logger.Info("agent enrolled", "cluster", resp.Cluster)
-	return key, resp.Cluster, nil
+	return en, nil
+}
+
+func newEnrollment(key ed25519.PrivateKey, resp EnrollResponse) (enrollment, error) {
+	var keys []ed25519.PublicKey
+	for _, k := range resp.HubKeys {
+		pub, err := identity.ParsePublicKeyPEM([]byte(k))
+		if err != nil {
+			return enrollment{}, fmt.Errorf("%w: the hub sent an unusable assertion key: %v", ErrRefused, err)
+		}
+		keys = append(keys, pub)
+	}
+	v, err := identity.NewAssertionVerifier(resp.HubID, keys...)
+	if err != nil {
+		return enrollment{}, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	return enrollment{key: key, cluster: resp.Cluster, verifier: v}, nil
 }
 
 func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollResponse, error) {
@@ -356,7 +397,7 @@ func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollRespon
 		return EnrollResponse{}, err
 	}
 	var out EnrollResponse
-	if err := json.Unmarshal(data, &out); err != nil || out.Cluster == "" {
+	if err := json.Unmarshal(data, &out); err != nil || out.Cluster == "" || out.HubID == "" || len(out.HubKeys) == 0 {
 		return EnrollResponse{}, fmt.Errorf("enroll at %s: unexpected answer %q", a.cfg.Hub.Host, data)
 	}
 	return out, nil

@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 	"k8s.io/client-go/rest"
+
+	"tether.dev/tether/internal/identity"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -55,13 +57,16 @@ func TestBackoff(t *testing.T) {
 // fakeAPIServer reports what it received, and which HTTP version carried it.
 func fakeAPIServer(t *testing.T) (*httptest.Server, *rest.Config) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var names []string
-		for k := range r.Header {
-			if strings.HasPrefix(k, "Impersonate-") || strings.HasPrefix(k, "X-Forwarded-") {
-				names = append(names, k)
+		var imp map[string][]string
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, "Impersonate-") || strings.HasPrefix(k, "X-Forwarded-") || k == identity.AssertionHeader {
+				if imp == nil {
+					imp = map[string][]string{}
+				}
+				imp[k] = v
 			}
 		}
-		json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "dropped": names})
+		json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "impersonate": imp})
 	}))
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
@@ -74,14 +79,45 @@ func fakeAPIServer(t *testing.T) (*httptest.Server, *rest.Config) {
 	return srv, cfg
 }
 
+// hubKeys makes a hub signing key and the verifier an agent would build.
+func hubKeys(t *testing.T) (*identity.AssertionSigner, *identity.AssertionVerifier) {
+	t.Helper()
+	key, err := identity.GenerateAssertionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := identity.NewAssertionSigner("test-hub", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.NewAssertionVerifier("test-hub", s.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
 func TestAPIProxy(t *testing.T) {
 	_, cfg := fakeAPIServer(t)
 	p, err := newAPIProxy(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(p)
+	const cluster = "/groups/g/clusters/c"
+	signer, verifier := hubKeys(t)
+	otherSigner, _ := hubKeys(t)
+	front := httptest.NewServer(p.forCluster(cluster, verifier))
 	defer front.Close()
+	sign := func(s *identity.AssertionSigner, a identity.Assertion) string {
+		tok, err := s.Sign(a, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tokenMode := sign(signer, identity.Assertion{Cluster: cluster, Mode: identity.ModeToken})
+	asAlice := sign(signer, identity.Assertion{Cluster: cluster, Mode: identity.ModeImpersonate,
+		Subject: "3f2a5b1c-0000-4000-8000-000000000001", Groups: []string{"g-1", "tether:cluster:view"}})
 	tests := []struct {
 		name     string
 		header   http.Header
@@ -89,19 +125,40 @@ func TestAPIProxy(t *testing.T) {
 		want     map[string]any
 	}{
 		{
-			name:     "caller's token through, impersonation and forwarding headers dropped",
-			header:   http.Header{"Authorization": {"Bearer sa-token"}, "Impersonate-User": {"admin"}, "Impersonate-Extra-Scopes": {"x"}, "X-Forwarded-For": {"1.2.3.4"}},
+			name: "impersonation from the assertion, with the agent's own credentials",
+			header: http.Header{identity.AssertionHeader: {asAlice}, "Authorization": {"Bearer caller-token"},
+				"Impersonate-User": {"admin"}, "Impersonate-Group": {"system:masters"}},
 			wantCode: 200,
-			want:     map[string]any{"proto": "HTTP/2.0", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "dropped": nil},
+			want: map[string]any{"proto": "HTTP/2.0", "path": "/api/v1/pods?limit=1", "authorization": "Bearer the-agent's-own-token-must-not-leak",
+				"impersonate": map[string]any{"Impersonate-User": []any{"3f2a5b1c-0000-4000-8000-000000000001"}, "Impersonate-Group": []any{"g-1", "tether:cluster:view"}}},
+		},
+		{
+			name: "a client's Connection header cannot remove the impersonation",
+			header: http.Header{identity.AssertionHeader: {asAlice}, "Connection": {"Impersonate-User, impersonate-group"},
+				"impersonate-user": {"admin"}},
+			wantCode: 200,
+			want: map[string]any{"proto": "HTTP/2.0", "path": "/api/v1/pods?limit=1", "authorization": "Bearer the-agent's-own-token-must-not-leak",
+				"impersonate": map[string]any{"Impersonate-User": []any{"3f2a5b1c-0000-4000-8000-000000000001"}, "Impersonate-Group": []any{"g-1", "tether:cluster:view"}}},
+		},
+		{name: "no assertion", header: http.Header{"Authorization": {"Bearer sa-token"}}, wantCode: 401},
+		{name: "assertion from another hub key", header: http.Header{"Authorization": {"Bearer sa-token"},
+			identity.AssertionHeader: {sign(otherSigner, identity.Assertion{Cluster: cluster, Mode: identity.ModeToken})}}, wantCode: 401},
+		{name: "assertion for another cluster", header: http.Header{"Authorization": {"Bearer sa-token"},
+			identity.AssertionHeader: {sign(signer, identity.Assertion{Cluster: "/groups/g/clusters/other", Mode: identity.ModeToken})}}, wantCode: 401},
+		{
+			name:     "caller's token through, impersonation and forwarding headers dropped",
+			header:   http.Header{identity.AssertionHeader: {tokenMode}, "Authorization": {"Bearer sa-token"}, "Impersonate-User": {"admin"}, "Impersonate-Extra-Scopes": {"x"}, "X-Forwarded-For": {"1.2.3.4"}},
+			wantCode: 200,
+			want:     map[string]any{"proto": "HTTP/2.0", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "impersonate": nil},
 		},
 		{
 			name:     "upgrade requests travel over HTTP/1.1",
-			header:   http.Header{"Authorization": {"Bearer sa-token"}, "Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}},
+			header:   http.Header{identity.AssertionHeader: {tokenMode}, "Authorization": {"Bearer sa-token"}, "Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}},
 			wantCode: 200,
-			want:     map[string]any{"proto": "HTTP/1.1", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "dropped": nil},
+			want:     map[string]any{"proto": "HTTP/1.1", "path": "/api/v1/pods?limit=1", "authorization": "Bearer sa-token", "impersonate": nil},
 		},
-		{name: "no credentials", header: http.Header{}, wantCode: 401},
-		{name: "basic auth is not a token", header: http.Header{"Authorization": {"Basic YTpi"}}, wantCode: 401},
+		{name: "token mode without a token", header: http.Header{identity.AssertionHeader: {tokenMode}}, wantCode: 401},
+		{name: "basic auth is not a token", header: http.Header{identity.AssertionHeader: {tokenMode}, "Authorization": {"Basic YTpi"}}, wantCode: 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +191,11 @@ func TestAPIProxy(t *testing.T) {
 // fakeHub answers enrollment with the given status (200 enrolls
 // /groups/g/clusters/c) and refuses every tunnel with 404.
 func fakeHub(t *testing.T, enrollCode int) *httptest.Server {
+	signer, _ := hubKeys(t)
+	hubPub, err := identity.MarshalPublicKeyPEM(signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case EnrollPath:
@@ -142,7 +204,7 @@ func fakeHub(t *testing.T, enrollCode int) *httptest.Server {
 			}
 			w.WriteHeader(enrollCode)
 			if enrollCode == 200 {
-				json.NewEncoder(w).Encode(EnrollResponse{Cluster: "/groups/g/clusters/c"})
+				json.NewEncoder(w).Encode(EnrollResponse{Cluster: "/groups/g/clusters/c", HubID: "test-hub", HubKeys: []string{string(hubPub)}})
 				return
 			}
 			fmt.Fprintf(w, `{"kind":"Status","message":"refused with %d"}`, enrollCode)
@@ -199,9 +261,10 @@ func TestEnrollmentAndRefusals(t *testing.T) {
 			if dir.Mode().Perm() != 0o700 {
 				t.Errorf("state directory mode %v, want 0700", dir.Mode().Perm())
 			}
-			id, _ := os.ReadFile(filepath.Join(state, "cluster"))
-			if diff := cmp.Diff("/groups/g/clusters/c\n", string(id)); diff != "" {
-				t.Errorf("stored cluster ID (-want +got):\n%s", diff)
+			var stored EnrollResponse
+			b, _ := os.ReadFile(filepath.Join(state, "hub.json"))
+			if err := json.Unmarshal(b, &stored); err != nil || stored.Cluster != "/groups/g/clusters/c" || stored.HubID != "test-hub" || len(stored.HubKeys) != 1 {
+				t.Errorf("stored enrollment %s: want the cluster ID, hub ID and one hub key", b)
 			}
 		})
 	}

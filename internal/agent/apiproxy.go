@@ -1,76 +1,133 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"k8s.io/client-go/rest"
 
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/upgrade"
 )
 
 // apiProxy forwards requests that arrived through the tunnel to the API
-// server. In service-account-token mode the caller's bearer token goes
-// through untouched and the agent adds no identity of its own: the API
-// server authenticates the caller, and a wrong token gets its own 401.
+// server, in one of two modes the hub's signed assertion chooses:
+//
+//   - token: the caller's bearer token (a service-account token) goes
+//     through untouched and the agent adds no identity of its own; the API
+//     server authenticates the caller, and a wrong token gets its own 401.
+//   - impersonate: the caller signed in at the hub; the agent drops the
+//     caller's Authorization and sends the request with its own credentials,
+//     impersonating the assertion's subject and groups.
+//
+// Every client-supplied Impersonate-* header is removed in both.
 type apiProxy struct {
-	target *url.URL
-	logger *slog.Logger
-	proxy  *httputil.ReverseProxy
+	target      *url.URL
+	logger      *slog.Logger
+	token       *httputil.ReverseProxy // anonymous transports: the caller's token only
+	impersonate *httputil.ReverseProxy // the agent's own credentials
 }
 
-// newAPIProxy builds the proxy from the agent's view of the API server. Only
-// the server address and its CA are used: credentials in cfg are dropped.
+// newAPIProxy builds the proxy from the agent's view of the API server.
 func newAPIProxy(cfg *rest.Config, logger *slog.Logger) (*apiProxy, error) {
-	anon := rest.AnonymousClientConfig(cfg)
-	target, err := url.Parse(anon.Host)
+	target, err := url.Parse(cfg.Host)
 	if err != nil || target.Host == "" {
-		return nil, fmt.Errorf("API server address %q is not a URL", anon.Host)
+		return nil, fmt.Errorf("API server address %q is not a URL", cfg.Host)
 	}
-	h2, err := rest.TransportFor(anon)
+	p := &apiProxy{target: target, logger: logger}
+	anon, err := splitTransport(rest.AnonymousClientConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	own, err := splitTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.token = p.reverseProxy(anon)
+	p.impersonate = p.reverseProxy(own)
+	return p, nil
+}
+
+// splitTransport makes a transport for cfg that sends ordinary requests over
+// shared HTTP/2 connections and upgrades (exec, attach, port-forward) over
+// HTTP/1.1 ones (package upgrade).
+func splitTransport(cfg *rest.Config) (http.RoundTripper, error) {
+	h2, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("transport to the API server: %w", err)
 	}
-	h1cfg := rest.CopyConfig(anon)
+	h1cfg := rest.CopyConfig(cfg)
 	h1cfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	h1, err := rest.TransportFor(h1cfg)
 	if err != nil {
 		return nil, fmt.Errorf("transport to the API server: %w", err)
 	}
-	p := &apiProxy{target: target, logger: logger}
-	// Ordinary requests share HTTP/2 connections to the API server; upgrades
-	// (exec, attach, port-forward) take HTTP/1.1 ones (package upgrade).
-	p.proxy = &httputil.ReverseProxy{
+	return upgrade.Split(h2, h1), nil
+}
+
+func (p *apiProxy) reverseProxy(rt http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite:       p.rewrite,
-		Transport:     upgrade.Split(h2, h1),
+		Transport:     rt,
 		FlushInterval: -1, // watches and logs -f stream as the API server writes
 		ErrorHandler:  p.error,
 	}
-	return p, nil
 }
 
-func (p *apiProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, ok := authheader.Bearer(r.Header.Get("Authorization")); !ok {
-		apistatus.Write(w, http.StatusUnauthorized,
-			"no credentials reached the cluster: pass a service-account token (tether proxy --token) or sign in")
-		return
-	}
-	p.proxy.ServeHTTP(w, r)
+// forCluster is the handler for one enrolled cluster: it admits only
+// requests carrying a valid assertion from the hub for that cluster.
+func (p *apiProxy) forCluster(cluster string, v *identity.AssertionVerifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := v.Verify(r.Header.Get(identity.AssertionHeader), cluster, time.Now())
+		r.Header.Del(identity.AssertionHeader)
+		if err != nil {
+			p.logger.Warn("request without a valid hub assertion refused", "cluster", cluster, "err", err)
+			apistatus.Write(w, http.StatusUnauthorized, "the agent accepts only requests the hub vouched for: "+err.Error())
+			return
+		}
+		switch a.Mode {
+		case identity.ModeToken:
+			if _, ok := authheader.Bearer(r.Header.Get("Authorization")); !ok {
+				apistatus.Write(w, http.StatusUnauthorized,
+					"no credentials reached the cluster: pass a service-account token (tether proxy --token) or sign in")
+				return
+			}
+			p.token.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
+		case identity.ModeImpersonate:
+			p.impersonate.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
+		default:
+			apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("unknown assertion mode %q; upgrade the agent", a.Mode))
+		}
+	})
 }
+
+// assertionKey carries the verified assertion to rewrite.
+type assertionKey struct{}
 
 func (p *apiProxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.target)
 	pr.Out.Host = p.target.Host
+	// Hop-by-hop headers (including any named in Connection) are already
+	// gone; what follows cannot be undone by a client's Connection header.
 	authheader.StripImpersonation(pr.Out.Header)
-	// The hub is not the client: do not tell the API server otherwise.
 	pr.Out.Header.Del("X-Forwarded-For")
 	pr.Out.Header.Del("X-Forwarded-Host")
 	pr.Out.Header.Del("X-Forwarded-Proto")
+	a, _ := pr.In.Context().Value(assertionKey{}).(identity.Assertion)
+	if a.Mode == identity.ModeImpersonate {
+		pr.Out.Header.Del("Authorization") // the transport adds the agent's own
+		pr.Out.Header.Set("Impersonate-User", a.Subject)
+		for _, g := range a.Groups {
+			pr.Out.Header.Add("Impersonate-Group", g)
+		}
+	}
 }
 
 func (p *apiProxy) error(w http.ResponseWriter, r *http.Request, err error) {

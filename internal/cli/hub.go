@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -26,6 +28,7 @@ import (
 
 	"tether.dev/tether/internal/atomicfile"
 	"tether.dev/tether/internal/hub"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store/sqlite"
 )
 
@@ -66,7 +69,11 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 				return err
 			}
 			defer st.Close()
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, Replica: replica}, logger)
+			hubID, key, err := loadAssertionKey(dataDir)
+			if err != nil {
+				return err
+			}
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Replica: replica}, logger)
 			if err != nil {
 				return err
 			}
@@ -114,6 +121,39 @@ func loadAdminToken(path string) (hash [sha256.Size]byte, created bool, err erro
 		return hash, false, fmt.Errorf("admin token file %s is empty; delete it to have a new one made", path)
 	}
 	return hub.HashToken(token), created, nil
+}
+
+// loadAssertionKey returns the hub's ID and the key it signs agent
+// assertions with, both made on first start (hub.id, assertion.key 0600).
+func loadAssertionKey(dataDir string) (string, ed25519.PrivateKey, error) {
+	idPath, keyPath := filepath.Join(dataDir, "hub.id"), filepath.Join(dataDir, "assertion.key")
+	idBytes, ierr := os.ReadFile(idPath)
+	keyPEM, kerr := os.ReadFile(keyPath)
+	if errors.Is(ierr, fs.ErrNotExist) && errors.Is(kerr, fs.ErrNotExist) {
+		id := make([]byte, 16)
+		rand.Read(id)
+		key, err := identity.GenerateAssertionKey()
+		if err != nil {
+			return "", nil, err
+		}
+		if keyPEM, err = identity.MarshalPrivateKeyPEM(key); err != nil {
+			return "", nil, err
+		}
+		idBytes = []byte("tether-hub-" + hex.EncodeToString(id) + "\n")
+		if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
+			return "", nil, err
+		}
+		if err := atomicfile.Write(idPath, idBytes, 0o644); err != nil {
+			return "", nil, err
+		}
+	} else if ierr != nil || kerr != nil {
+		return "", nil, fmt.Errorf("read the hub's identity (%s, %s): %w; restore both files, or remove both to make new ones (agents must then enroll again)", idPath, keyPath, errors.Join(ierr, kerr))
+	}
+	key, err := identity.ParsePrivateKeyPEM(keyPEM)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	return strings.TrimSpace(string(idBytes)), key, nil
 }
 
 // loadOrCreateCert loads --tls-cert/--tls-key, or the self-signed

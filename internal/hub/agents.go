@@ -67,7 +67,7 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	h.logger.Info("agent enrolled", "cluster", cluster.ID, "remote_addr", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(agent.EnrollResponse{Cluster: cluster.ID})
+	json.NewEncoder(w).Encode(agent.EnrollResponse{Cluster: cluster.ID, HubID: h.cfg.HubID, HubKeys: h.hubKeys})
 }
 
 // tunnel authenticates an agent's proof and takes its tunnel.

@@ -13,6 +13,7 @@ import (
 
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/tunnel"
 )
@@ -62,7 +63,15 @@ func (g *clusterGateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Host = tunnelHost
 	authheader.StripImpersonation(pr.Out.Header)
+	// Set here, after hop-by-hop removal, so that a client's
+	// "Connection: Tether-Assertion" cannot take it off; any client copy is
+	// replaced.
+	assertion, _ := pr.In.Context().Value(assertionKey{}).(string)
+	pr.Out.Header.Set(identity.AssertionHeader, assertion)
 }
+
+// assertionKey carries the signed assertion from the handler to rewrite.
+type assertionKey struct{}
 
 func (g *clusterGateway) error(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
@@ -95,7 +104,14 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		h.offline(w, r, id, group, name)
 		return
 	}
-	conn.gw.proxy.ServeHTTP(w, r)
+	// The agent forwards only what the hub vouches for. Service-account-token
+	// mode: the caller's token goes through, no identity is asserted.
+	assertion, err := h.signer.Sign(identity.Assertion{Cluster: id, Mode: identity.ModeToken}, h.cfg.Now())
+	if err != nil {
+		h.internalError(w, "sign the request's assertion", err)
+		return
+	}
+	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, assertion)))
 }
 
 // offline explains why a cluster cannot be reached right now.

@@ -16,6 +16,7 @@ package hub
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -31,6 +32,7 @@ import (
 
 	"tether.dev/tether/internal/agentkey"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/tunnel"
 )
@@ -42,6 +44,12 @@ type Config struct {
 	// AdminTokenHash is the SHA-256 of the bootstrap admin token that
 	// authorizes the admin API. Required (not all zero).
 	AdminTokenHash [sha256.Size]byte
+	// HubID names this hub (all its replicas) in the assertions it signs.
+	// Required.
+	HubID string
+	// AssertionKey signs the per-request assertions agents demand; agents
+	// learn its public half at enrollment. Required.
+	AssertionKey ed25519.PrivateKey
 	// Replica names this hub process in the store. Empty means the host name.
 	Replica string
 	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
@@ -66,6 +74,8 @@ type Hub struct {
 	mux      *http.ServeMux
 	replay   agentkey.Replay
 	draining atomic.Bool
+	signer   *identity.AssertionSigner
+	hubKeys  []string // PEM public keys agents trust
 
 	mu      sync.Mutex            // guards tunnels
 	tunnels map[string]*agentConn // cluster ID -> its live tunnel
@@ -103,7 +113,15 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tunnel.Logger = logger
-	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}}
+	signer, err := identity.NewAssertionSigner(cfg.HubID, cfg.AssertionKey)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	pub, err := identity.MarshalPublicKeyPEM(signer.PublicKey())
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
+	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, signer: signer, hubKeys: []string{string(pub)}}
 	h.routes()
 	return h, nil
 }

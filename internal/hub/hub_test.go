@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"tether.dev/tether/internal/agent"
+	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store/sqlite"
 )
 
@@ -49,7 +50,11 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &fixture{now: time.Now().UTC()} // agents sign with the real clock
-	h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), Replica: "test", Now: f.clock}, slog.New(slog.DiscardHandler))
+	key, err := identity.GenerateAssertionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Replica: "test", Now: f.clock}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +405,8 @@ func TestTunnelRefusesUnknownKey(t *testing.T) {
 	waitConnected(t, f, c.Cluster.ID)
 
 	forged := t.TempDir()
-	os.WriteFile(filepath.Join(forged, "cluster"), []byte(c.Cluster.ID+"\n"), 0o600)
+	hubState, _ := json.Marshal(agent.EnrollResponse{Cluster: c.Cluster.ID, HubID: "test-hub", HubKeys: f.hub.hubKeys})
+	os.WriteFile(filepath.Join(forged, "hub.json"), hubState, 0o600)
 	keyPEM := "-----BEGIN TETHER AGENT KEY-----\n" + "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=" + "\n-----END TETHER AGENT KEY-----\n"
 	os.WriteFile(filepath.Join(forged, "agent.key"), []byte(keyPEM), 0o600)
 	hubURL, _ := url.Parse(f.srv.URL)
