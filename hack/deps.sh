@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tether's demo and tests need on a fresh Debian machine, and
-# nothing when it is already there. Go (1.26) and kubectl come with the machine.
+# nothing when it is already there. Go (1.26), kubectl, Node.js and npm (the
+# OIDC provider of the identity tests) come with the machine.
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,6 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-for tool in go kubectl; do
+for tool in go kubectl node npm; do
 	command -v "$tool" >/dev/null || { echo "deps: $tool is not on PATH; this machine kind ships it, install it first" >&2; exit 1; }
 done
