@@ -42,6 +42,10 @@ var (
 	ErrTokenUsed = errors.New("join token was already used")
 	// ErrTokenExpired: the join token's expiry has passed.
 	ErrTokenExpired = errors.New("join token has expired")
+
+	// ErrCycle: the group membership would make a group its own member,
+	// directly or through nested groups.
+	ErrCycle = errors.New("group membership would make a cycle")
 )
 
 // Store is the hub's state. Implementations are safe for concurrent use.
@@ -93,6 +97,105 @@ type Store interface {
 	// enrollment, and returns the updated cluster. Of concurrent redemptions
 	// of one token exactly one succeeds; a failed redemption changes nothing.
 	RedeemJoinToken(ctx context.Context, hash TokenHash, now time.Time, publicKey []byte) (Cluster, error)
+
+	// Principals of the embedded directory. See Principal for when a read
+	// returns credentials.
+
+	// CreatePrincipal stores p (see Principal.Validate). It returns
+	// ErrConflict if a principal has p's ID, if a user has p's login name
+	// ignoring case, or if a service principal has p's client ID; of
+	// concurrent creations that conflict, exactly one succeeds.
+	CreatePrincipal(ctx context.Context, p Principal) error
+	// GetPrincipal returns the principal with the given object ID, or
+	// ErrNotFound.
+	GetPrincipal(ctx context.Context, id string) (Principal, error)
+	// GetUserByLogin returns the user whose login name equals loginName
+	// ignoring case (see FoldLoginName), with its PasswordHash: the sign-in
+	// lookup. It returns ErrNotFound if there is none.
+	GetUserByLogin(ctx context.Context, loginName string) (Principal, error)
+	// GetServicePrincipalByClientID returns the service principal with the
+	// client ID, or ErrNotFound.
+	GetServicePrincipalByClientID(ctx context.Context, clientID string) (Principal, error)
+	// ListPrincipals returns the principals that match f, sorted by display
+	// name and then by ID (byte-wise, as Go compares strings).
+	ListPrincipals(ctx context.Context, f PrincipalFilter) ([]Principal, error)
+	// SetDisplayName renames the principal, or returns ErrNotFound.
+	SetDisplayName(ctx context.Context, id, displayName string) error
+	// SetPasswordHash replaces the user's password hash; an empty hash
+	// removes the password. It returns ErrNotFound if there is no principal
+	// with that ID, and ErrInvalid if it is not a user. The last call wins.
+	SetPasswordHash(ctx context.Context, id string, hash []byte) error
+	// DeletePrincipal removes the principal with its group memberships (as
+	// a member, and as a group its members' memberships), its client
+	// secrets, and the role assignments that name its ID, in one change.
+	// It returns ErrNotFound, changing nothing, if there is no such
+	// principal, even if assignments name the ID.
+	DeletePrincipal(ctx context.Context, id string) error
+
+	// Client secrets of service principals. See ClientSecret for when a
+	// read returns hashes.
+
+	// CreateClientSecret stores sec (see ClientSecret.Validate) for the
+	// service principal sec.PrincipalID. It returns ErrNotFound if there is
+	// no principal with that ID, ErrInvalid if it is not a service
+	// principal, and ErrConflict if a secret has sec's ID.
+	CreateClientSecret(ctx context.Context, sec ClientSecret) error
+	// ListClientSecrets returns the service principal's secrets, expired
+	// ones included, without their hashes, sorted by creation time and
+	// then by ID. It returns ErrNotFound if there is no principal with that
+	// ID and ErrInvalid if it is not a service principal.
+	ListClientSecrets(ctx context.Context, principalID string) ([]ClientSecret, error)
+	// DeleteClientSecret removes the service principal's secret, or returns
+	// ErrNotFound if that principal has no secret with that ID.
+	DeleteClientSecret(ctx context.Context, principalID, secretID string) error
+	// FindClientSecrets is the sign-in lookup of the client credentials
+	// grant: it returns the service principal with the client ID and its
+	// secrets that are unexpired at now (now is before ExpiresAt), with
+	// their hashes, sorted as ListClientSecrets sorts; the caller compares
+	// the presented secret's hash with each in constant time. It returns
+	// ErrNotFound if no service principal has the client ID.
+	FindClientSecrets(ctx context.Context, clientID string, now time.Time) (Principal, []ClientSecret, error)
+
+	// Group memberships. A member is a user, a service principal or a
+	// group, of the embedded directory.
+
+	// AddMember makes memberID a direct member of the group groupID. It
+	// returns ErrNotFound if either principal does not exist, ErrInvalid if
+	// groupID is not a group, ErrConflict if memberID is already a direct
+	// member, and ErrCycle if memberID is groupID or a group that contains
+	// groupID, directly or through nested groups. The check and the change
+	// are one: concurrent additions never make a cycle.
+	AddMember(ctx context.Context, groupID, memberID string) error
+	// RemoveMember removes memberID from the group's direct members, or
+	// returns ErrNotFound if it is not one.
+	RemoveMember(ctx context.Context, groupID, memberID string) error
+	// ListMembers returns the group's direct members, sorted as
+	// ListPrincipals sorts. It returns ErrNotFound if there is no principal
+	// with that ID and ErrInvalid if it is not a group.
+	ListMembers(ctx context.Context, groupID string) ([]Principal, error)
+	// GroupsOf returns the object IDs of every group that the principal is
+	// a member of, directly or through nested groups, sorted byte-wise,
+	// each once: the groups a token or an impersonation carries. A principal
+	// that is in no group, or is not in the directory, has none.
+	GroupsOf(ctx context.Context, principalID string) ([]string, error)
+
+	// Role assignments.
+
+	// CreateRoleAssignment stores a (see RoleAssignment.Validate). If the
+	// principal it names is in the directory, a.PrincipalType must be its
+	// type (else ErrInvalid); a principal of another issuer is taken as
+	// given. It returns ErrConflict if an assignment has a's ID, or the
+	// same principal, role and scope; of concurrent creations that
+	// conflict, exactly one succeeds.
+	CreateRoleAssignment(ctx context.Context, a RoleAssignment) error
+	// GetRoleAssignment returns the assignment with the given ID, or
+	// ErrNotFound.
+	GetRoleAssignment(ctx context.Context, id string) (RoleAssignment, error)
+	// ListRoleAssignments returns the assignments that match f, sorted by
+	// scope, principal ID, role ID and ID (byte-wise).
+	ListRoleAssignments(ctx context.Context, f AssignmentFilter) ([]RoleAssignment, error)
+	// DeleteRoleAssignment removes the assignment, or returns ErrNotFound.
+	DeleteRoleAssignment(ctx context.Context, id string) error
 
 	// Close releases the store's resources. It is idempotent; other methods
 	// fail after it.

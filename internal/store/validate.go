@@ -33,6 +33,14 @@ func invalid(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
+// accessError is a validation failure reported by package access: it keeps
+// that package's message, and matches both ErrInvalid and what err matches
+// (access.ErrInvalid).
+type accessError struct{ err error }
+
+func (e *accessError) Error() string   { return e.err.Error() }
+func (e *accessError) Unwrap() []error { return []error{ErrInvalid, e.err} }
+
 // ValidateName checks a group or cluster name: 1 to MaxNameLen lowercase
 // letters, digits and '-', starting and ending with a letter or digit (a
 // Kubernetes DNS label). The error matches ErrInvalid.
@@ -192,6 +200,39 @@ func ValidatePublicKey(key []byte) error {
 	}
 	if len(key) > MaxPublicKeyLen {
 		return invalid("public key: longer than %d bytes", MaxPublicKeyLen)
+	}
+	return nil
+}
+
+// ValidateUUID checks an identifier that the caller generates, such as a
+// client secret's or a role assignment's ID or a service principal's client
+// ID: a UUID in canonical lowercase form (8-4-4-4-12 hexadecimal digits),
+// not the nil UUID, so that it compares byte for byte. The error matches
+// ErrInvalid.
+func ValidateUUID(s string) error {
+	const want = "want a UUID in lowercase, such as 3f2a0c4e-8b1d-4e5f-9a6b-7c8d9e0f1a2b"
+	if len(s) != 36 {
+		if len(s) > 2*36 {
+			return invalid("invalid UUID: %s", want)
+		}
+		return invalid("invalid UUID %+q: %s", s, want)
+	}
+	zero := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return invalid("invalid UUID %+q: %s", s, want)
+			}
+		case '0' <= c && c <= '9' || 'a' <= c && c <= 'f':
+			zero = zero && c == '0'
+		default:
+			return invalid("invalid UUID %+q: %s", s, want)
+		}
+	}
+	if zero {
+		return invalid("invalid UUID %q: the nil UUID is not an identifier", s)
 	}
 	return nil
 }

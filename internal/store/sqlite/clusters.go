@@ -118,7 +118,14 @@ func (s *Store) DeleteCluster(ctx context.Context, id string) error {
 		return fmt.Errorf("delete cluster: %w", err)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, `DELETE FROM clusters WHERE id = ?`, id)
+		if err := execOne(ctx, tx, `DELETE FROM clusters WHERE id = ?`, id); err != nil {
+			return err
+		}
+		// Its role assignments go with it (at the cluster and its
+		// namespaces), so a cluster re-created under the same name starts
+		// with none. '0' follows '/': [id+"/", id+"0") is what begins id+"/".
+		_, err := tx.ExecContext(ctx, `DELETE FROM role_assignments WHERE scope = ? OR (scope >= ? AND scope < ?)`, id, id+"/", id+"0")
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete cluster %s: %w", id, err)
@@ -209,6 +216,16 @@ func execOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
 		return store.ErrNotFound
 	}
 	return nil
+}
+
+// insertOne runs an INSERT ... ON CONFLICT DO NOTHING that must insert a
+// row, else it returns store.ErrConflict.
+func insertOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	err := execOne(ctx, tx, query, args...)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ErrConflict
+	}
+	return err
 }
 
 // clusterExists returns store.ErrNotFound unless the cluster exists.

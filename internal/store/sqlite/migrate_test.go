@@ -10,8 +10,12 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/store"
 )
 
 // appliedMigration is a row of schema_migrations.
@@ -79,8 +83,10 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
-	if !tableExists(t, s, "clusters") || !tableExists(t, s, "join_tokens") {
-		t.Errorf("tables missing after Open")
+	for _, table := range []string{"clusters", "join_tokens", "principals", "client_secrets", "memberships", "role_assignments"} {
+		if !tableExists(t, s, table) {
+			t.Errorf("table %s missing after Open", table)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -269,4 +275,132 @@ func readSettings(ctx context.Context, conn *sql.Conn, mode *string, fk *int, bu
 		return err
 	}
 	return conn.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(busy)
+}
+
+// schemaObjects returns the database's tables, indexes and triggers with
+// their SQL, in name order.
+func schemaObjects(t *testing.T, s *Store) []string {
+	t.Helper()
+	rows, err := s.db.QueryContext(t.Context(), `
+		SELECT type || ' ' || name || ': ' || COALESCE(sql, '')
+		FROM sqlite_schema
+		WHERE name NOT LIKE 'sqlite_%' AND name <> 'schema_migrations'
+		ORDER BY name`)
+	if err != nil {
+		t.Fatalf("query sqlite_schema: %v", err)
+	}
+	defer rows.Close()
+	var objs []string
+	for rows.Next() {
+		var o string
+		if err := rows.Scan(&o); err != nil {
+			t.Fatalf("scan sqlite_schema: %v", err)
+		}
+		objs = append(objs, o)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("query sqlite_schema: %v", err)
+	}
+	return objs
+}
+
+// TestMigrateFrom0001 upgrades a database that a binary with only the first
+// migration created and filled: the second applies on top, keeps the data,
+// and leaves the schema a new database gets; opening again changes nothing.
+func TestMigrateFrom0001(t *testing.T) {
+	ctx := t.Context()
+	init, err := fs.ReadFile(embeddedMigrations, "migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "hub.db")
+	t0 := time.Date(2025, time.March, 1, 12, 0, 0, 0, time.UTC)
+
+	old, err := open(ctx, path, fstest.MapFS{"0001_init.sql": {Data: init}})
+	if err != nil {
+		t.Fatalf("open with 0001 only: %v", err)
+	}
+	web, err := old.CreateCluster(ctx, store.Cluster{Group: "prod", Name: "web", Location: "eastus2", Mode: store.ModeHubRBAC, CreatedAt: t0})
+	if err != nil {
+		t.Fatalf("CreateCluster: %v", err)
+	}
+	hash := store.TokenHash{1}
+	if err := old.CreateJoinToken(ctx, store.JoinToken{Hash: hash, ClusterID: web.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
+		t.Fatalf("CreateJoinToken: %v", err)
+	}
+	before := appliedMigrations(t, old)
+	if err := old.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open over 0001: %v", err)
+	}
+	// s is reopened below: close whichever is open at the end.
+	t.Cleanup(func() { s.Close() })
+	applied := appliedMigrations(t, s)
+	var names []string
+	for _, m := range applied {
+		names = append(names, m.Name)
+	}
+	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql"}, names); diff != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(before, applied[:1]); diff != "" {
+		t.Errorf("the record of 0001 changed (-want +got):\n%s", diff)
+	}
+
+	// The data of 0001 is intact, and the token still enrolls.
+	got, err := s.GetCluster(ctx, web.ID)
+	if err != nil {
+		t.Fatalf("GetCluster after upgrade: %v", err)
+	}
+	if diff := cmp.Diff(web, got); diff != "" {
+		t.Errorf("cluster after upgrade (-want +got):\n%s", diff)
+	}
+	if _, err := s.RedeemJoinToken(ctx, hash, t0.Add(time.Minute), []byte("key")); err != nil {
+		t.Errorf("RedeemJoinToken after upgrade: %v", err)
+	}
+	// The tables of 0002 work.
+	user := store.Principal{ID: "3f2a0c4e-8b1d-4e5f-9a6b-7c8d9e0f1a2b", Type: access.PrincipalUser, DisplayName: "Alice", LoginName: "alice@example.com", CreatedAt: t0}
+	if err := s.CreatePrincipal(ctx, user); err != nil {
+		t.Fatalf("CreatePrincipal after upgrade: %v", err)
+	}
+	a := store.RoleAssignment{
+		Assignment: access.Assignment{ID: "5b8e1f2a-0c3d-4e5f-8a9b-0c1d2e3f4a5b", PrincipalID: user.ID, PrincipalType: access.PrincipalUser, RoleID: access.RoleClusterUser, Scope: web.ID},
+		CreatedAt:  t0,
+	}
+	if err := s.CreateRoleAssignment(ctx, a); err != nil {
+		t.Fatalf("CreateRoleAssignment after upgrade: %v", err)
+	}
+
+	// The upgraded schema is a new database's.
+	fresh, err := Open(ctx, filepath.Join(t.TempDir(), "fresh.db"))
+	if err != nil {
+		t.Fatalf("Open a new database: %v", err)
+	}
+	defer fresh.Close()
+	upgraded := schemaObjects(t, s)
+	if diff := cmp.Diff(schemaObjects(t, fresh), upgraded); diff != "" {
+		t.Errorf("upgraded schema differs from a new database's (-new +upgraded):\n%s", diff)
+	}
+
+	// Opening again is a no-op.
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if diff := cmp.Diff(applied, appliedMigrations(t, s)); diff != "" {
+		t.Errorf("reopening changed schema_migrations (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(upgraded, schemaObjects(t, s)); diff != "" {
+		t.Errorf("reopening changed the schema (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetRoleAssignment(ctx, a.ID); err != nil {
+		t.Errorf("GetRoleAssignment after reopening: %v", err)
+	}
 }

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/store/sqlite"
 	"tether.dev/tether/internal/store/storetest"
@@ -149,5 +151,46 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("Open(%q) succeeded, want an error", tt.path)
 			}
 		})
+	}
+}
+
+// BenchmarkGroupsOf resolves the groups of a user who is a direct member of
+// 500 groups that are also nested in a chain 500 deep: the walk meets every
+// group twice.
+func BenchmarkGroupsOf(b *testing.B) {
+	const n = 500
+	ctx := b.Context()
+	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "hub.db"))
+	if err != nil {
+		b.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	id := func(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", n) }
+	user := store.Principal{ID: id(1), Type: access.PrincipalUser, DisplayName: "user", LoginName: "user@example.com", CreatedAt: time.Unix(0, 0)}
+	if err := s.CreatePrincipal(ctx, user); err != nil {
+		b.Fatalf("CreatePrincipal: %v", err)
+	}
+	for i := range n {
+		g := store.Principal{ID: id(1000 + i), Type: access.PrincipalGroup, DisplayName: fmt.Sprintf("g%d", i), CreatedAt: time.Unix(0, 0)}
+		if err := s.CreatePrincipal(ctx, g); err != nil {
+			b.Fatalf("CreatePrincipal: %v", err)
+		}
+		if err := s.AddMember(ctx, g.ID, user.ID); err != nil {
+			b.Fatalf("AddMember: %v", err)
+		}
+		if i > 0 {
+			if err := s.AddMember(ctx, g.ID, id(1000+i-1)); err != nil {
+				b.Fatalf("AddMember: %v", err)
+			}
+		}
+	}
+	for b.Loop() {
+		groups, err := s.GroupsOf(ctx, user.ID)
+		if err != nil {
+			b.Fatalf("GroupsOf: %v", err)
+		}
+		if len(groups) != n {
+			b.Fatalf("GroupsOf = %d groups, want %d", len(groups), n)
+		}
 	}
 }

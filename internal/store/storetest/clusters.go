@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/store"
 )
 
@@ -223,9 +224,31 @@ func testDeleteCluster(t *testing.T, s store.Store) {
 	web := mustCreate(ctx, t, s, "prod", "web")
 	api := mustCreate(ctx, t, s, "prod", "api")
 	hash := mustCreateToken(ctx, t, s, web.ID, "web-token")
+	alice := mustCreatePrincipal(ctx, t, s, newUser(1, "Alice", "alice@example.com")).ID
+	for _, a := range []store.RoleAssignment{
+		newAssignment(1, alice, access.PrincipalUser, access.RoleClusterUser, web.ID),
+		newAssignment(2, alice, access.PrincipalUser, access.RoleKubernetesViewer, web.ID+"/namespaces/shop"),
+		newAssignment(3, alice, access.PrincipalUser, access.RoleClusterUser, api.ID),
+		newAssignment(4, alice, access.PrincipalUser, access.RoleReader, "/groups/prod"),
+	} {
+		if err := s.CreateRoleAssignment(ctx, a); err != nil {
+			t.Fatalf("CreateRoleAssignment: %v", err)
+		}
+	}
 
 	if err := s.DeleteCluster(ctx, web.ID); err != nil {
 		t.Fatalf("DeleteCluster: %v", err)
+	}
+	left, err := s.ListRoleAssignments(ctx, store.AssignmentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, a := range left {
+		ids = append(ids, a.ID)
+	}
+	if diff := cmp.Diff([]string{aid(4), aid(3)}, ids); diff != "" { // listed by scope
+		t.Errorf("assignments left after deleting the cluster (-want +got):\n%s", diff)
 	}
 	if _, err := s.GetCluster(ctx, web.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetCluster after delete = %v, want %v", err, store.ErrNotFound)

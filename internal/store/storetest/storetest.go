@@ -9,12 +9,14 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/store"
 )
 
@@ -39,6 +41,38 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RedeemJoinTokenErrors", testRedeemJoinTokenErrors},
 		{"RedeemJoinTokenConcurrent", testRedeemJoinTokenConcurrent},
 		{"Reenroll", testReenroll},
+
+		{"CreatePrincipal", testCreatePrincipal},
+		{"CreatePrincipalInvalid", testCreatePrincipalInvalid},
+		{"CreatePrincipalConflict", testCreatePrincipalConflict},
+		{"CreatePrincipalConcurrent", testCreatePrincipalConcurrent},
+		{"GetPrincipal", testGetPrincipal},
+		{"GetUserByLogin", testGetUserByLogin},
+		{"GetServicePrincipalByClientID", testGetServicePrincipalByClientID},
+		{"ListPrincipals", testListPrincipals},
+		{"SetDisplayName", testSetDisplayName},
+		{"SetPasswordHash", testSetPasswordHash},
+		{"DeletePrincipal", testDeletePrincipal},
+
+		{"CreateClientSecret", testCreateClientSecret},
+		{"ListClientSecrets", testListClientSecrets},
+		{"DeleteClientSecret", testDeleteClientSecret},
+		{"FindClientSecrets", testFindClientSecrets},
+
+		{"AddMember", testAddMember},
+		{"AddMemberConcurrentCycle", testAddMemberConcurrentCycle},
+		{"RemoveMember", testRemoveMember},
+		{"ListMembers", testListMembers},
+		{"GroupsOf", testGroupsOf},
+		{"GroupsOfMany", testGroupsOfMany},
+
+		{"CreateRoleAssignment", testCreateRoleAssignment},
+		{"CreateRoleAssignmentInvalid", testCreateRoleAssignmentInvalid},
+		{"CreateRoleAssignmentConflict", testCreateRoleAssignmentConflict},
+		{"CreateRoleAssignmentConcurrent", testCreateRoleAssignmentConcurrent},
+		{"GetRoleAssignment", testGetRoleAssignment},
+		{"ListRoleAssignments", testListRoleAssignments},
+		{"DeleteRoleAssignment", testDeleteRoleAssignment},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,4 +153,129 @@ func mustCreateToken(ctx context.Context, t *testing.T, s store.Store, id, secre
 		t.Fatalf("CreateJoinToken(%s): %v", id, err)
 	}
 	return tok.Hash
+}
+
+// UUIDs of the suite: uuid(kind, n) for n > 0 is "0000000{kind}-0000-4000-8000-{n}",
+// so IDs of one kind sort in the order of n.
+func uuid(kind, n int) string { return fmt.Sprintf("%08x-0000-4000-8000-%012x", kind, n) }
+
+// pid is a principal's object ID, cid a client ID, sid a client secret's
+// ID, aid a role assignment's ID.
+func pid(n int) string { return uuid(1, n) }
+func cid(n int) string { return uuid(2, n) }
+func sid(n int) string { return uuid(3, n) }
+func aid(n int) string { return uuid(4, n) }
+
+// newUser is a valid user for CreatePrincipal, without a password.
+func newUser(n int, name, login string) store.Principal {
+	return store.Principal{ID: pid(n), Type: access.PrincipalUser, DisplayName: name, LoginName: login, CreatedAt: t0}
+}
+
+// newSP is a valid service principal for CreatePrincipal, with client ID
+// cid(n).
+func newSP(n int, name string) store.Principal {
+	return store.Principal{ID: pid(n), Type: access.PrincipalServicePrincipal, DisplayName: name, ClientID: cid(n), CreatedAt: t0}
+}
+
+// newGroup is a valid group for CreatePrincipal.
+func newGroup(n int, name string) store.Principal {
+	return store.Principal{ID: pid(n), Type: access.PrincipalGroup, DisplayName: name, CreatedAt: t0}
+}
+
+// withPassword returns p with a password hash.
+func withPassword(p store.Principal, hash string) store.Principal {
+	p.PasswordHash = []byte(hash)
+	return p
+}
+
+// listed is p as reads other than GetUserByLogin return it: stored times,
+// no password hash.
+func listed(p store.Principal) store.Principal {
+	p.CreatedAt = stored(p.CreatedAt)
+	p.PasswordHash = nil
+	return p
+}
+
+// signIn is p as GetUserByLogin returns it: stored times, with its password
+// hash.
+func signIn(p store.Principal) store.Principal {
+	p.CreatedAt = stored(p.CreatedAt)
+	return p
+}
+
+// mustCreatePrincipal creates p and returns it as listed.
+func mustCreatePrincipal(ctx context.Context, t *testing.T, s store.Store, p store.Principal) store.Principal {
+	t.Helper()
+	if err := s.CreatePrincipal(ctx, p); err != nil {
+		t.Fatalf("CreatePrincipal(%s %s): %v", p.Type, p.DisplayName, err)
+	}
+	return listed(p)
+}
+
+// mustAddMember makes member a member of group.
+func mustAddMember(ctx context.Context, t *testing.T, s store.Store, group, member string) {
+	t.Helper()
+	if err := s.AddMember(ctx, group, member); err != nil {
+		t.Fatalf("AddMember(%s, %s): %v", group, member, err)
+	}
+}
+
+// secretHashOf returns the hash of a client secret.
+func secretHashOf(secret string) store.SecretHash { return sha256.Sum256([]byte(secret)) }
+
+// newSecret is a valid client secret sid(n) of principal, whose secret is
+// its description, created at t0+created and expiring at t0+expires.
+func newSecret(n int, principal, description string, created, expires time.Duration) store.ClientSecret {
+	return store.ClientSecret{
+		ID:          sid(n),
+		PrincipalID: principal,
+		Hash:        secretHashOf(description),
+		Description: description,
+		CreatedAt:   at(created),
+		ExpiresAt:   at(expires),
+	}
+}
+
+// storedSecret is sec as FindClientSecrets returns it; listedSecret as
+// ListClientSecrets does, without its hash.
+func storedSecret(sec store.ClientSecret) store.ClientSecret {
+	sec.CreatedAt, sec.ExpiresAt = stored(sec.CreatedAt), stored(sec.ExpiresAt)
+	return sec
+}
+
+func listedSecret(sec store.ClientSecret) store.ClientSecret {
+	sec = storedSecret(sec)
+	sec.Hash = store.SecretHash{}
+	return sec
+}
+
+// mustCreateSecret creates sec.
+func mustCreateSecret(ctx context.Context, t *testing.T, s store.Store, sec store.ClientSecret) {
+	t.Helper()
+	if err := s.CreateClientSecret(ctx, sec); err != nil {
+		t.Fatalf("CreateClientSecret(%s): %v", sec.Description, err)
+	}
+}
+
+// newAssignment is a valid role assignment aid(n), created at t0.
+func newAssignment(n int, principal string, typ access.PrincipalType, role, scope string) store.RoleAssignment {
+	return store.RoleAssignment{
+		Assignment: access.Assignment{ID: aid(n), PrincipalID: principal, PrincipalType: typ, RoleID: role, Scope: scope},
+		CreatedAt:  t0,
+	}
+}
+
+// storedAssignment is a as the store returns it.
+func storedAssignment(a store.RoleAssignment) store.RoleAssignment {
+	a.CreatedAt = stored(a.CreatedAt)
+	return a
+}
+
+// mustCreateAssignment creates a and returns it as stored.
+func mustCreateAssignment(ctx context.Context, t *testing.T, s store.Store, a store.RoleAssignment) store.RoleAssignment {
+	t.Helper()
+	if err := s.CreateRoleAssignment(ctx, a); err != nil {
+		t.Fatalf("CreateRoleAssignment(%s %s at %s): %v", a.PrincipalID, a.RoleID, a.Scope, err)
+	}
+	return storedAssignment(a)
 }
