@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,8 +37,8 @@ import (
 
 func newHubCmd() *cobra.Command {
 	var (
-		listen, dataDir, certFile, keyFile, replica string
-		sans                                        []string
+		listen, dataDir, certFile, keyFile, replica, issuersFile string
+		sans                                                     []string
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -73,7 +76,14 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 			if err != nil {
 				return err
 			}
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Replica: replica}, logger)
+			verifier, err := loadIssuers(issuersFile, logger)
+			if err != nil {
+				return err
+			}
+			if verifier != nil {
+				defer verifier.Close()
+			}
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier, Replica: replica}, logger)
 			if err != nil {
 				return err
 			}
@@ -91,6 +101,7 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 	f.StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringSliceVar(&sans, "tls-san", nil, "extra DNS names or IPs for the self-signed certificate")
 	f.StringVar(&replica, "replica", "", "name of this hub replica (default: the host name)")
+	f.StringVar(&issuersFile, "oidc-issuers", "", "JSON file listing the OIDC issuers whose users may sign in (see docs/identity.md)")
 	return cmd
 }
 
@@ -121,6 +132,60 @@ func loadAdminToken(path string) (hash [sha256.Size]byte, created bool, err erro
 		return hash, false, fmt.Errorf("admin token file %s is empty; delete it to have a new one made", path)
 	}
 	return hub.HashToken(token), created, nil
+}
+
+// issuerFile is one entry of the --oidc-issuers file.
+type issuerFile struct {
+	URL                string                `json:"url"`
+	Audiences          []string              `json:"audiences"`
+	CAFile             string                `json:"caFile,omitempty"`
+	SigningAlgorithms  []string              `json:"signingAlgorithms,omitempty"`
+	Tenants            []string              `json:"tenants,omitempty"`
+	GroupEndpointHosts []string              `json:"groupEndpointHosts,omitempty"`
+	Claims             identity.ClaimMapping `json:"claims,omitzero"`
+}
+
+// loadIssuers builds the verifier of signed-in callers from path; nil
+// (no sign-in, service-account tokens only) when path is empty.
+func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --oidc-issuers: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var entries []issuerFile
+	if err := dec.Decode(&entries); err != nil {
+		return nil, fmt.Errorf("--oidc-issuers %s: want a JSON list of {\"url\", \"audiences\", \"caFile\", ...}: %w", path, err)
+	}
+	cfg := identity.Config{Proxy: http.ProxyFromEnvironment}
+	var cas []byte // the group endpoints live at the issuers: trust their CAs
+	for _, e := range entries {
+		ic := identity.IssuerConfig{URL: e.URL, Audiences: e.Audiences, SigningAlgorithms: e.SigningAlgorithms, Tenants: e.Tenants,
+			GroupEndpointHosts: e.GroupEndpointHosts, Claims: e.Claims}
+		if e.CAFile != "" {
+			if ic.CABundle, err = os.ReadFile(e.CAFile); err != nil {
+				return nil, fmt.Errorf("--oidc-issuers: issuer %s: %w", e.URL, err)
+			}
+			cas = append(append(cas, ic.CABundle...), '\n')
+		}
+		cfg.Issuers = append(cfg.Issuers, ic)
+	}
+	if len(entries) > 0 {
+		gs, err := identity.NewHTTPGroupSource(identity.HTTPGroupSourceConfig{CABundle: cas, Proxy: http.ProxyFromEnvironment})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Groups = gs
+	}
+	v, err := identity.NewVerifier(cfg, logger)
+	if err != nil {
+		return nil, fmt.Errorf("--oidc-issuers %s: %w", path, err)
+	}
+	return v, nil
 }
 
 // loadAssertionKey returns the hub's ID and the key it signs agent

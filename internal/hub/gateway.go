@@ -66,12 +66,20 @@ func (g *clusterGateway) rewrite(pr *httputil.ProxyRequest) {
 	// Set here, after hop-by-hop removal, so that a client's
 	// "Connection: Tether-Assertion" cannot take it off; any client copy is
 	// replaced.
-	assertion, _ := pr.In.Context().Value(assertionKey{}).(string)
-	pr.Out.Header.Set(identity.AssertionHeader, assertion)
+	fwd, _ := pr.In.Context().Value(forwardKey{}).(forward)
+	pr.Out.Header.Set(identity.AssertionHeader, fwd.assertion)
+	if fwd.dropAuthorization {
+		pr.Out.Header.Del("Authorization") // the caller's hub token stays at the hub
+	}
 }
 
-// assertionKey carries the signed assertion from the handler to rewrite.
-type assertionKey struct{}
+// forward is what the handler tells rewrite about one request.
+type forward struct {
+	assertion         string
+	dropAuthorization bool
+}
+
+type forwardKey struct{}
 
 func (g *clusterGateway) error(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
@@ -94,9 +102,10 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := store.ClusterID(group, name)
-	if _, ok := authheader.Bearer(r.Header.Get("Authorization")); !ok {
+	token, ok := authheader.Bearer(r.Header.Get("Authorization"))
+	if !ok {
 		apistatus.Write(w, http.StatusUnauthorized,
-			"no credentials: pass a service-account token of the cluster (tether proxy --token TOKEN)")
+			"no credentials: sign in (tether login) or pass a service-account token of the cluster (tether proxy --token TOKEN)")
 		return
 	}
 	conn := h.lookup(id)
@@ -104,14 +113,26 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		h.offline(w, r, id, group, name)
 		return
 	}
-	// The agent forwards only what the hub vouches for. Service-account-token
-	// mode: the caller's token goes through, no identity is asserted.
-	assertion, err := h.signer.Sign(identity.Assertion{Cluster: id, Mode: identity.ModeToken}, h.cfg.Now())
+	// The agent forwards only what the hub vouches for.
+	a := identity.Assertion{Cluster: id, Mode: identity.ModeToken}
+	if h.cfg.Verifier != nil && h.cfg.Verifier.Trusts(token) {
+		// A signed-in caller: verified and authorized here, impersonated by
+		// the agent. A token that merely claims a trusted issuer and fails
+		// is refused, never passed on.
+		var denied bool
+		if a, denied = h.signedIn(w, r, id, token); denied {
+			return
+		}
+	}
+	// Otherwise service-account-token mode: the caller's token goes through
+	// and only the API server can judge it.
+	assertion, err := h.signer.Sign(a, h.cfg.Now())
 	if err != nil {
 		h.internalError(w, "sign the request's assertion", err)
 		return
 	}
-	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, assertion)))
+	fwd := forward{assertion: assertion, dropAuthorization: a.Mode == identity.ModeImpersonate}
+	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 }
 
 // offline explains why a cluster cannot be reached right now.

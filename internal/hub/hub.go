@@ -50,6 +50,9 @@ type Config struct {
 	// AssertionKey signs the per-request assertions agents demand; agents
 	// learn its public half at enrollment. Required.
 	AssertionKey ed25519.PrivateKey
+	// Verifier checks signed-in callers' tokens (OIDC). Nil means no
+	// sign-in: only service-account tokens, passed through to the cluster.
+	Verifier *identity.Verifier
 	// Replica names this hub process in the store. Empty means the host name.
 	Replica string
 	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
@@ -135,6 +138,7 @@ func (h *Hub) routes() {
 	mux.HandleFunc("/k8s/{group}/{cluster}/{rest...}", h.gateway)
 	mux.HandleFunc("/k8s/{group}/{cluster}", h.gateway)
 	h.adminRoutes(mux)
+	h.assignmentRoutes(mux)
 	h.mux = mux
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ import (
 	"tether.dev/tether/internal/agent"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store/sqlite"
+	"tether.dev/tether/test/oidcprovider"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -42,7 +44,10 @@ type fixture struct {
 	mu     sync.Mutex // guards now
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with sign-in through verifier.
+func newFixtureWith(t *testing.T, verifier *identity.Verifier) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
@@ -54,7 +59,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Replica: "test", Now: f.clock}, slog.New(slog.DiscardHandler))
+	h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Verifier: verifier, Replica: "test", Now: f.clock}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +235,12 @@ func newAPIServer(t *testing.T) *apiServer {
 				imp = append(imp, k)
 			}
 		}
-		json.NewEncoder(w).Encode(map[string]any{"path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "impersonate": imp})
+		slices.Sort(imp)
+		out := map[string]any{"path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "impersonate": imp}
+		if u := r.Header.Get("Impersonate-User"); u != "" {
+			out["user"], out["groups"] = u, r.Header.Values("Impersonate-Group")
+		}
+		json.NewEncoder(w).Encode(out)
 	}))
 	t.Cleanup(a.srv.Close)
 	return a
@@ -418,4 +428,125 @@ func TestTunnelRefusesUnknownKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not verify") {
 		t.Fatalf("forged agent: %v, want a permanent refusal saying the proof does not verify", err)
 	}
+}
+
+// TestSignedInCallers signs a user in at a real OIDC provider process and
+// sends its token through the gateway: the hub verifies it, checks Cluster
+// User, and has the agent impersonate the object ID with the right groups.
+func TestSignedInCallers(t *testing.T) {
+	ctx := context.Background()
+	alice := oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice-groups", 3)}
+	bob := oidcprovider.User{Username: "bob", Password: "bob-pw"}
+	p, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice, bob}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	v, err := identity.NewVerifier(identity.Config{Issuers: []identity.IssuerConfig{
+		{URL: p.Issuer, Audiences: []string{oidcprovider.DefaultAudience}, CABundle: p.CAPEM},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	f := newFixtureWith(t, v)
+	api := newAPIServer(t)
+	kube := f.createCluster(t, "prod", "kube-rbac")
+	code, body := f.call(t, "POST", "/api/v1/clusters", adminToken, ClusterRequest{Group: "prod", Name: "hub-rbac", Mode: "hub-rbac"})
+	if code != http.StatusCreated {
+		t.Fatalf("create hub-rbac cluster: %d %s", code, body)
+	}
+	var hubCluster CreatedCluster
+	json.Unmarshal(body, &hubCluster)
+	runAgent(t, f, api, kube.Join.JoinToken, t.TempDir())
+	runAgent(t, f, api, hubCluster.Join.JoinToken, t.TempDir())
+	waitConnected(t, f, kube.Cluster.ID)
+	waitConnected(t, f, hubCluster.Cluster.ID)
+
+	token := func(u oidcprovider.User) string {
+		tok, err := p.UserToken(ctx, u.Username, u.Password, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	aliceTok, bobTok := token(alice), token(bob)
+	aliceID := oidcprovider.NameUUID("user/alice")
+	assign := func(role, assignee, typ, scope string) {
+		code, body := f.call(t, "POST", "/api/v1/role-assignments", adminToken, AssignmentRequest{Role: role, Assignee: assignee, AssigneeType: typ, Scope: scope})
+		if code != http.StatusCreated {
+			t.Fatalf("assign %s: %d %s", role, code, body)
+		}
+	}
+	// Alice may connect to both through one of her groups; hub-RBAC gives
+	// her Kubernetes Viewer on the one cluster and Writer in one namespace.
+	assign("Cluster User", alice.Groups[1], "group", "/groups/prod")
+	assign("Kubernetes Viewer", aliceID, "user", hubCluster.Cluster.ID)
+	assign("Kubernetes Writer", aliceID, "user", hubCluster.Cluster.ID+"/namespaces/web")
+
+	tests := []struct {
+		name     string
+		cluster  string
+		token    string
+		wantCode int
+		want     map[string]any // what the API server received
+		wantMsg  string
+	}{
+		{
+			name: "kubernetes-rbac: impersonates the object ID and every directory group", cluster: "kube-rbac", token: aliceTok, wantCode: 200,
+			want: map[string]any{"path": "/api/v1/pods", "authorization": "",
+				"impersonate": []any{"Impersonate-Group", "Impersonate-User"}, "user": aliceID, "groups": toAny(alice.Groups)},
+		},
+		{
+			name: "hub-rbac: impersonates the role groups only", cluster: "hub-rbac", token: aliceTok, wantCode: 200,
+			want: map[string]any{"path": "/api/v1/pods", "authorization": "",
+				"impersonate": []any{"Impersonate-Group", "Impersonate-User"}, "user": aliceID,
+				"groups": []any{"tether:cluster:view", "tether:namespace:web:edit"}},
+		},
+		{name: "no Cluster User: refused at the hub", cluster: "kube-rbac", token: bobTok, wantCode: 403, wantMsg: "Cluster User"},
+		{name: "a forged token claiming the trusted issuer is refused, not passed on", cluster: "kube-rbac", token: forge(aliceTok), wantCode: 401, wantMsg: "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(api.seen())
+			code, body := f.call(t, "GET", "/k8s/prod/"+tt.cluster+"/api/v1/pods", tt.token, nil)
+			if diff := cmp.Diff(tt.wantCode, code); diff != "" {
+				t.Fatalf("status (-want +got):\n%s\n%s", diff, body)
+			}
+			if tt.wantMsg != "" {
+				if msg := statusMessage(t, body); !strings.Contains(msg, tt.wantMsg) {
+					t.Errorf("message %q does not mention %q", msg, tt.wantMsg)
+				}
+				if len(api.seen()) != before {
+					t.Errorf("a refused request reached the API server")
+				}
+				return
+			}
+			var got map[string]any
+			json.Unmarshal(body, &got)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("what the API server received (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// forge keeps a token's header and claims but breaks its signature.
+func forge(tok string) string {
+	i := strings.LastIndexByte(tok, '.')
+	sig := []byte(tok[i+1:])
+	if sig[0] == 'A' {
+		sig[0] = 'B'
+	} else {
+		sig[0] = 'A'
+	}
+	return tok[:i+1] + string(sig)
 }

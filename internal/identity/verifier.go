@@ -269,6 +269,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 	return ti.principal(ctx, v.groups, token, claims, v.now())
 }
 
+// Trusts reports whether token claims to come from one of the configured
+// issuers (its iss, read without verifying anything). The hub uses it to
+// tell a signed-in caller's token, which it must verify, from a cluster's
+// service-account token, which only the API server can judge. A token that
+// claims a trusted issuer and fails Verify is refused, never passed on.
+func (v *Verifier) Trusts(token string) bool {
+	iss, _, err := peek(token)
+	if err != nil {
+		return false
+	}
+	_, ok := v.issuers[iss]
+	return ok
+}
+
 // peek reads, without verifying anything, what chooses the issuer and its
 // key: the iss claim and the alg header. It refuses what no issuer could
 // accept: oversized input, anything but a compact JWS, alg none, HMAC,

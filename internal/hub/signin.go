@@ -1,0 +1,80 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/apistatus"
+	"tether.dev/tether/internal/identity"
+	"tether.dev/tether/internal/store"
+)
+
+// signedIn verifies a signed-in caller's token, decides whether the caller
+// may connect to the cluster, and returns the assertion that has the agent
+// impersonate the caller. When it returns denied, it has answered.
+//
+// Kubernetes-RBAC mode: the agent impersonates the object ID and every
+// directory group (no limit: the assertion carries them all); the API
+// server decides with its own bindings. Hub-RBAC mode: the groups are the
+// few that access.KubernetesGroups derives from the caller's assignments,
+// and the agent's bindings give them their meaning.
+func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token string) (a identity.Assertion, denied bool) {
+	p, err := h.cfg.Verifier.Verify(r.Context(), token)
+	var te *identity.TokenError
+	switch {
+	case errors.As(err, &te):
+		apistatus.Write(w, http.StatusUnauthorized, "your token was refused: "+err.Error()+"; sign in again (tether login)")
+		return a, true
+	case err != nil:
+		h.logger.Warn("verify caller token", "cluster", clusterID, "err", err)
+		apistatus.Write(w, http.StatusServiceUnavailable, "the hub could not check your token right now ("+err.Error()+"); retry shortly")
+		return a, true
+	}
+	principal := access.Principal{ID: p.ID, Type: access.PrincipalUser, Groups: p.Groups}
+	if p.Type == identity.TypeServicePrincipal {
+		principal.Type = access.PrincipalServicePrincipal
+	}
+	cluster, err := h.cfg.Store.GetCluster(r.Context(), clusterID)
+	if err != nil {
+		h.internalError(w, "look up the cluster", err)
+		return a, true
+	}
+	// Assignments can name the caller or any of its groups; the store holds
+	// only object IDs, so names that are not UUIDs cannot match anything.
+	ids := []string{}
+	for _, id := range append([]string{p.ID}, p.Groups...) {
+		if store.ValidateUUID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	var assignments []access.Assignment
+	if len(ids) > 0 {
+		stored, err := h.cfg.Store.ListRoleAssignments(r.Context(), store.AssignmentFilter{Scope: clusterID, Above: true, Below: true, PrincipalIDs: ids})
+		if err != nil {
+			h.internalError(w, "read role assignments", err)
+			return a, true
+		}
+		for _, s := range stored {
+			assignments = append(assignments, s.Assignment)
+		}
+	}
+	if d := access.Connect(principal, clusterID, assignments); !d.Allowed {
+		h.logger.Info("connect denied", "cluster", clusterID, "principal", p.ID)
+		apistatus.Write(w, http.StatusForbidden, d.Message)
+		return a, true
+	}
+	a = identity.Assertion{Cluster: clusterID, Mode: identity.ModeImpersonate, Subject: p.ID}
+	switch cluster.Mode {
+	case store.ModeHubRBAC:
+		a.Groups = access.KubernetesGroups(principal, clusterID, assignments)
+	default:
+		a.Groups = p.Groups
+	}
+	if len(a.Groups) > identity.MaxGroups {
+		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("principal %s is in %d groups, more than the hub passes on (%d)", p.ID, len(a.Groups), identity.MaxGroups))
+		return a, true
+	}
+	return a, false
+}
