@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"tether.dev/tether/test/oidcprovider"
 	"tether.dev/tether/test/podprog"
 	"tether.dev/tether/test/testenv"
 )
@@ -42,7 +43,37 @@ func TestMain(m *testing.M) {
 	if shared != nil {
 		shared.Close()
 	}
+	if sharedIdP != nil {
+		sharedIdP.Close()
+	}
+	if idpDir != "" {
+		os.RemoveAll(idpDir)
+	}
 	os.Exit(code)
+}
+
+// The external directory of the sign-in tests: a real OIDC provider
+// process outside, trusted by the hub through --oidc-issuers.
+var (
+	sharedIdP *oidcprovider.Provider
+	idpDir    string
+	alice     = oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice", 3)}
+	mallory   = oidcprovider.User{Username: "mallory", Password: "mallory-pw", Groups: []string{"system:masters"}}
+)
+
+// startIdP starts the provider and writes the hub's --oidc-issuers file.
+func startIdP(ctx context.Context, dir string) ([]string, error) {
+	p, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice, mallory}})
+	if err != nil {
+		return nil, err
+	}
+	sharedIdP = p
+	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q}]`, p.Issuer, oidcprovider.DefaultAudience, p.CAFile)
+	path := filepath.Join(dir, "issuers.json")
+	if err := os.WriteFile(path, []byte(issuers), 0o600); err != nil {
+		return nil, err
+	}
+	return []string{"--oidc-issuers", path}, nil
 }
 
 var (
@@ -58,7 +89,18 @@ func getEnv(t *testing.T) *testenv.Env {
 	sharedOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		defer cancel()
-		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true})
+		dir, err := os.MkdirTemp("", "tether-e2e-idp-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		idpDir = dir
+		hubArgs, err := startIdP(ctx, dir)
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true, HubArgs: hubArgs})
 	})
 	if sharedErr != nil {
 		t.Fatalf("set up the end-to-end environment: %v", sharedErr)
@@ -385,6 +427,65 @@ func TestEndToEnd(t *testing.T) {
 			worst = max(worst, time.Since(start))
 		}
 		t.Logf("20 requests alongside a stalled logs -f: slowest %s (kubectl process start included)", worst.Round(time.Millisecond))
+	})
+
+	t.Run("signed-in user, Kubernetes-RBAC mode: the seed flow with the object ID", func(t *testing.T) {
+		tok, err := sharedIdP.UserToken(ctx, alice.Username, alice.Password, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oid := oidcprovider.NameUUID("user/" + alice.Username)
+		user := startProxy(t, e, tok.AccessToken)
+		run := func(args ...string) (string, error) {
+			out, err := user.Kubectl(ctx, "", args...).CombinedOutput()
+			return string(out), err
+		}
+		// No Cluster User yet: refused at the hub, naming the role. (--raw:
+		// a fresh kubectl's discovery prints only "Forbidden: unknown" for
+		// any 403 on /api, whatever the Status says.)
+		if out, err := run("get", "--raw", "/api/v1/namespaces/default/pods"); err == nil || !strings.Contains(out, "Cluster User") {
+			t.Fatalf("before any assignment: err=%v\n%s\nwant a Forbidden Status naming Cluster User", err, out)
+		}
+		clusterID := "/groups/" + e.Group + "/clusters/" + e.Name
+		if out, err := e.TetherCmd(ctx, "role", "assignment", "create", "--role", "Cluster User", "--assignee", alice.Groups[0],
+			"--assignee-type", "group", "--scope", clusterID).CombinedOutput(); err != nil {
+			t.Fatalf("assign Cluster User: %v\n%s", err, out)
+		}
+		who, err := run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}")
+		if err != nil {
+			t.Fatalf("whoami: %v\n%s", err, who)
+		}
+		for _, want := range append([]string{oid}, alice.Groups...) {
+			if !strings.Contains(who, want) {
+				t.Errorf("whoami %q lacks %s", who, want)
+			}
+		}
+		// The API server decides: nothing bound to the object ID yet.
+		if out, err := run("get", "pods"); err == nil || !strings.Contains(out, "Forbidden") || !strings.Contains(out, oid) {
+			t.Errorf("get pods before the binding: err=%v\n%s\nwant the API server's Forbidden for %s", err, out, oid)
+		}
+		admin(t, "", "create", "clusterrolebinding", "alice-view", "--clusterrole", "view", "--user", oid)
+		if out, err := run("get", "pods", "-o", "name"); err != nil || !strings.Contains(out, "pod/worker") {
+			t.Errorf("get pods after binding view to the object ID: err=%v\n%s", err, out)
+		}
+		if out, err := run("get", "secrets"); err == nil {
+			t.Errorf("view let the user read secrets:\n%s", out)
+		}
+		if out, err := run("auth", "whoami", "--as", "admin", "--as-group", "system:masters"); err != nil || !strings.Contains(out, oid) {
+			t.Errorf("client impersonation headers changed the identity: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("a token naming system:masters is refused at the hub", func(t *testing.T) {
+		tok, err := sharedIdP.UserToken(ctx, mallory.Username, mallory.Password, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := startProxy(t, e, tok.AccessToken)
+		out, err := m.Kubectl(ctx, "", "get", "--raw", "/api/v1/namespaces/default/pods").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "system:") {
+			t.Errorf("mallory: err=%v\n%s\nwant a refusal naming the system: group", err, out)
+		}
 	})
 
 	t.Run("cut network: the hub notices and kubectl gets a clear error", func(t *testing.T) {

@@ -69,6 +69,7 @@ type Env struct {
 	SAToken string
 
 	log      io.Writer
+	hubArgs  []string
 	cleanups []func()
 }
 
@@ -85,6 +86,8 @@ type Options struct {
 	// agent gets HTTPS_PROXY, and the namespace's firewall also drops its
 	// direct connections to the hub, so only the proxy path works.
 	ForwardProxy bool
+	// HubArgs are more flags for `tether hub` (e.g. --oidc-issuers FILE).
+	HubArgs []string
 }
 
 // Start builds tether, starts the cluster inside a new network namespace,
@@ -126,7 +129,7 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, Group: opts.Group, Name: opts.Name, log: opts.Log}
+	e := &Env{Dir: dir, Group: opts.Group, Name: opts.Name, log: opts.Log, hubArgs: opts.HubArgs}
 	e.cleanups = append(e.cleanups, func() { os.RemoveAll(dir) })
 
 	root, err := rig.FindRepoRoot()
@@ -216,7 +219,8 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 // StartHub starts the hub (again) on HubAddr with its data directory and
 // waits until it is ready.
 func (e *Env) StartHub(ctx context.Context) error {
-	cmd := exec.Command(e.Tether, "hub", "--listen", e.HubAddr, "--data-dir", filepath.Join(e.Dir, "hub"))
+	args := append([]string{"hub", "--listen", e.HubAddr, "--data-dir", filepath.Join(e.Dir, "hub")}, e.hubArgs...)
+	cmd := exec.Command(e.Tether, args...)
 	var err error
 	if e.Hub, err = rig.StartProcess("hub", filepath.Join(e.Dir, "hub.log"), cmd); err != nil {
 		return err
