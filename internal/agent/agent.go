@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"tether.dev/tether/internal/agentkey"
@@ -50,6 +51,8 @@ const (
 const (
 	HeaderAgentVersion      = "Tether-Agent-Version"
 	HeaderKubernetesVersion = "Tether-Kubernetes-Version"
+	// HeaderClusterMode is the hub's answer: kubernetes-rbac or hub-rbac.
+	HeaderClusterMode = "Tether-Cluster-Mode"
 )
 
 // EnrollRequest is the body of POST EnrollPath.
@@ -184,12 +187,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	bo.reset()
 	key, cluster := en.key, en.cluster
 	handler := a.proxy.forCluster(cluster, en.verifier)
+	a.checkPermissions(ctx, false)
+	rbac := &rbacManager{cfg: a.cfg.APIServer, logger: a.logger}
+	defer rbac.stop()
 
 	var served sync.WaitGroup // sessions still finishing in-flight requests
 	defer served.Wait()
 	for {
 		start := time.Now()
-		err := a.connect(ctx, key, cluster, handler, &served)
+		err := a.connect(ctx, key, cluster, handler, rbac, &served)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -210,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // connect dials one tunnel and serves it until it dies, the hub asks the
 // agent to go elsewhere, or ctx ends. A session told to go away keeps
 // serving its in-flight requests in the background (counted by served).
-func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster string, handler http.Handler, served *sync.WaitGroup) error {
+func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster string, handler http.Handler, rbac *rbacManager, served *sync.WaitGroup) error {
 	proof, err := agentkey.Sign(key, cluster, a.cfg.Hub.Host, time.Now())
 	if err != nil {
 		return err
@@ -230,7 +236,14 @@ func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster str
 		}
 		return fmt.Errorf("dial hub: %w", err)
 	}
-	a.logger.Info("tunnel connected", "cluster", cluster, "hub", a.cfg.Hub.Host)
+	mode := sess.HandshakeHeader().Get(HeaderClusterMode)
+	a.logger.Info("tunnel connected", "cluster", cluster, "hub", a.cfg.Hub.Host, "mode", mode)
+	if hubRBAC := mode == "hub-rbac"; hubRBAC != rbac.running() {
+		if hubRBAC {
+			a.checkPermissions(ctx, true)
+		}
+		rbac.set(ctx, hubRBAC)
+	}
 
 	srv := &http.Server{
 		Handler:           handler,
@@ -429,4 +442,68 @@ func ctxOr(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
+}
+
+// checkPermissions reports, once, what the agent's own credentials lack.
+func (a *Agent) checkPermissions(ctx context.Context, hubRBAC bool) {
+	client, err := kubernetes.NewForConfig(a.cfg.APIServer)
+	if err != nil {
+		a.logger.Error("check the agent's permissions", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := CheckPermissions(ctx, client, hubRBAC); err != nil {
+		a.logger.Error("the agent lacks permissions; signed-in callers will fail until this is fixed", "err", err)
+	}
+}
+
+// rbacManager runs the binding reconciler while the cluster is in hub-RBAC
+// mode, and removes the bindings when it leaves that mode. Only Run's
+// goroutine calls it.
+type rbacManager struct {
+	cfg    *rest.Config
+	logger *slog.Logger
+	rec    *BindingReconciler
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (m *rbacManager) running() bool { return m.cancel != nil }
+
+func (m *rbacManager) set(ctx context.Context, hubRBAC bool) {
+	switch {
+	case hubRBAC && m.cancel == nil:
+		rec, err := NewBindingReconciler(BindingReconcilerConfig{APIServer: m.cfg}, m.logger)
+		if err != nil {
+			m.logger.Error("start the hub-RBAC binding reconciler", "err", err)
+			return
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		m.rec, m.cancel, m.done = rec, cancel, make(chan struct{})
+		go func() {
+			defer close(m.done)
+			if err := rec.Run(rctx); err != nil && rctx.Err() == nil {
+				m.logger.Error("hub-RBAC binding reconciler stopped", "err", err)
+			}
+		}()
+		m.logger.Info("hub-RBAC mode: keeping the role bindings")
+	case !hubRBAC && m.cancel != nil:
+		m.stop()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := m.rec.Remove(rctx); err != nil {
+			m.logger.Error("remove the hub-RBAC bindings after leaving hub-RBAC mode", "err", err)
+		}
+	}
+}
+
+// stop ends the reconciler, if running, and waits for it.
+func (m *rbacManager) stop() {
+	if m.cancel == nil {
+		return
+	}
+	m.cancel()
+	<-m.done
+	m.cancel = nil
 }

@@ -102,6 +102,8 @@ func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
 		tunnel.Refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
 		return
 	}
+	// The agent learns its cluster's authorization mode from the 101.
+	w.Header().Set(agent.HeaderClusterMode, string(cluster.Mode))
 	sess, err := tunnel.Accept(w, r, h.cfg.Tunnel)
 	if err != nil {
 		h.logger.Warn("tunnel upgrade failed", "cluster", cluster.ID, "err", err)

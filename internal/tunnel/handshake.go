@@ -49,7 +49,12 @@ func Accept(w http.ResponseWriter, r *http.Request, cfg Config) (*Session, error
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: accept: %w", err)
 	}
-	return newSession(ws, true, cfg)
+	sess, err := newSession(ws, true, cfg)
+	if err != nil {
+		return nil, err
+	}
+	sess.handshake = r.Header.Clone()
+	return sess, nil
 }
 
 // offersSubprotocol reports whether the Sec-WebSocket-Protocol headers of a
@@ -133,7 +138,12 @@ func Dial(ctx context.Context, cfg DialConfig) (*Session, error) {
 		_ = ws.CloseNow()
 		return nil, fmt.Errorf("tunnel: dial %s: %w: the server did not select it", u.Redacted(), ErrNotTunnel)
 	}
-	return newSession(ws, false, scfg)
+	sess, err := newSession(ws, false, scfg)
+	if err != nil {
+		return nil, err
+	}
+	sess.handshake = resp.Header.Clone()
+	return sess, nil
 }
 
 // HandshakeError is the hub's refusal of the upgrade: any answer but 101.

@@ -319,3 +319,11 @@ func FuzzHandshakeMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestHandshakeHeader(t *testing.T) {
+	hub, agent := newPair(t, pairOptions{tls: true})
+	got := []string{agent.HandshakeHeader().Get("X-Test-Hub"), hub.HandshakeHeader().Get("X-Test-Agent")}
+	if diff := cmp.Diff([]string{"hub-says", "agent-says"}, got); diff != "" {
+		t.Errorf("headers each side saw of the other's upgrade (-want +got):\n%s", diff)
+	}
+}

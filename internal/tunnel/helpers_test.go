@@ -35,6 +35,7 @@ func newPair(t testing.TB, o pairOptions) (hub, agent *Session) {
 	t.Helper()
 	accepted := make(chan *Session, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Test-Hub", "hub-says") // reaches the agent in the 101
 		s, err := Accept(w, r, o.cfg)
 		if err != nil {
 			t.Errorf("hub: Accept: %v", err)
@@ -67,7 +68,7 @@ func newPair(t testing.TB, o pairOptions) (hub, agent *Session) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	agent, err = Dial(ctx, DialConfig{URL: u.String(), Client: &http.Client{Transport: tr}, Config: o.cfg})
+	agent, err = Dial(ctx, DialConfig{URL: u.String(), Header: http.Header{"X-Test-Agent": {"agent-says"}}, Client: &http.Client{Transport: tr}, Config: o.cfg})
 	if err != nil {
 		t.Fatalf("agent: Dial: %v", err)
 	}

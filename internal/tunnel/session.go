@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -129,6 +130,10 @@ type Session struct {
 
 	closeOnce sync.Once
 
+	// handshake holds the other side's headers of the upgrade: the
+	// response's on the agent, the request's on the hub. Read-only.
+	handshake http.Header
+
 	mu      sync.Mutex // guards the fields below, and adding to wg
 	closed  bool       // Close was called: start no goroutine
 	ended   bool       // the multiplexer is shutting down: streams are woken
@@ -245,6 +250,11 @@ func (s *Session) Addr() net.Addr { return s.mux.Addr() }
 // NumStreams is the number of streams currently open, including closed ones
 // whose peer has not closed its side yet.
 func (s *Session) NumStreams() int { return s.mux.NumStreams() }
+
+// HandshakeHeader returns the peer's headers of the upgrade: on the
+// agent, the hub's 101 response (where the hub tells the agent about its
+// cluster); on the hub, the agent's request.
+func (s *Session) HandshakeHeader() http.Header { return s.handshake }
 
 // Done is closed when the session has ended, for any reason.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }

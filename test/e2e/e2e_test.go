@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -473,6 +474,85 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if out, err := run("auth", "whoami", "--as", "admin", "--as-group", "system:masters"); err != nil || !strings.Contains(out, oid) {
 			t.Errorf("client impersonation headers changed the identity: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("signed-in user, hub-RBAC mode: roles from the hub, revocation on the next request", func(t *testing.T) {
+		// The same cluster registered a second time, in hub-RBAC mode, with
+		// its own agent: the hub's assignments decide there.
+		out, err := e.TetherCmd(ctx, "cluster", "create", "-g", e.Group, "-n", "edge-1-hub", "--mode", "hub-rbac", "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("register the hub-RBAC cluster: %v", testenv.ExitDetail(err))
+		}
+		var created struct {
+			Cluster struct{ ID string }
+			Join    struct{ JoinToken string }
+		}
+		if err := json.Unmarshal(out, &created); err != nil {
+			t.Fatal(err)
+		}
+		agent2, err := e.StartAgent("agent-hub-rbac", created.Join.JoinToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { agent2.Stop(syscall.SIGTERM, 15*time.Second) })
+		oid := oidcprovider.NameUUID("user/" + alice.Username)
+		assign := func(role, scope string) string {
+			out, err := e.TetherCmd(ctx, "role", "assignment", "create", "--role", role, "--assignee", oid, "--scope", scope, "-o", "json").Output()
+			if err != nil {
+				t.Fatalf("assign %s at %s: %v", role, scope, testenv.ExitDetail(err))
+			}
+			var v struct{ ID string }
+			json.Unmarshal(out, &v)
+			return v.ID
+		}
+		assign("Cluster User", created.Cluster.ID)
+		assign("Kubernetes Viewer", created.Cluster.ID)
+		tok, err := sharedIdP.UserToken(ctx, alice.Username, alice.Password, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		user, err := e.StartProxyTo(ctx, dir, "edge-1-hub", tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { user.Proc.Stop(syscall.SIGINT, 15*time.Second) })
+		run := func(args ...string) (string, error) {
+			out, err := user.Kubectl(ctx, "", args...).CombinedOutput()
+			return string(out), err
+		}
+		// The agent's reconciler makes the bindings once it learns the mode.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, err := run("get", "pods", "-o", "name")
+			if err == nil && strings.Contains(out, "pod/worker") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Viewer never listed pods: %v\n%s\nagent log:\n%s", err, out, agent2.Tail(30))
+			}
+			time.Sleep(200 * time.Millisecond) // polling the agent's reconciler from outside
+		}
+		exec := []string{"exec", "worker", "-c", "ticker", "--", "/bin/echo", "exec-ok"}
+		if out, err := run("get", "secrets"); err == nil || !strings.Contains(out, "Forbidden") {
+			t.Errorf("Viewer read secrets: err=%v\n%s", err, out)
+		}
+		if out, err := run(exec...); err == nil || !strings.Contains(out, "Forbidden") {
+			t.Errorf("Viewer could exec: err=%v\n%s", err, out)
+		}
+		writer := assign("Kubernetes Writer", created.Cluster.ID+"/namespaces/default")
+		if out, err := run(exec...); err != nil || !strings.Contains(out, "exec-ok") {
+			t.Errorf("Writer in default could not exec: err=%v\n%s", err, out)
+		}
+		if out, err := run("get", "pods", "-n", "kube-system", "-o", "name"); err != nil {
+			t.Errorf("cluster-wide Viewer could not list kube-system: err=%v\n%s", err, out)
+		}
+		if out, err := e.TetherCmd(ctx, "role", "assignment", "delete", "--ids", writer).CombinedOutput(); err != nil {
+			t.Fatalf("delete the Writer assignment: %v\n%s", err, out)
+		}
+		if out, err := run(exec...); err == nil || !strings.Contains(out, "Forbidden") {
+			t.Errorf("exec still allowed on the request after the Writer assignment was deleted: err=%v\n%s", err, out)
 		}
 	})
 

@@ -262,7 +262,15 @@ func (e *Env) hubReady() error {
 }
 
 func (e *Env) startAgent(joinToken string) error {
-	args := []string{"agent", "--hub", e.HubURL, "--hub-ca", e.HubCA, "--state-dir", filepath.Join(e.Dir, "agent"),
+	var err error
+	e.Agent, err = e.StartAgent("agent", joinToken)
+	return err
+}
+
+// StartAgent starts a tether agent inside the namespace with state and log
+// under the given name (a second registration of the cluster gets its own).
+func (e *Env) StartAgent(name, joinToken string) (*rig.Process, error) {
+	args := []string{"agent", "--hub", e.HubURL, "--hub-ca", e.HubCA, "--state-dir", filepath.Join(e.Dir, name),
 		"--kubeconfig", e.Cluster.Kubeconfig}
 	if joinToken != "" {
 		args = append(args, "--join-token", joinToken)
@@ -274,9 +282,7 @@ func (e *Env) startAgent(joinToken string) error {
 		// API-server traffic to the proxy even so.
 		cmd.Env = append(cmd.Env, "HTTPS_PROXY=http://"+e.ProxyAddr, "https_proxy=http://"+e.ProxyAddr, "NO_PROXY=", "no_proxy=")
 	}
-	var err error
-	e.Agent, err = rig.StartProcess("agent", filepath.Join(e.Dir, "agent.log"), cmd)
-	return err
+	return rig.StartProcess(name, filepath.Join(e.Dir, name+".log"), cmd)
 }
 
 // startForwardProxy runs tinyproxy on the host end of the namespace's link
@@ -407,8 +413,13 @@ type LocalProxy struct {
 // StartProxy runs `tether proxy --token TOKEN` outside, writing its context
 // to a kubeconfig file of its own in dir, and waits until it is ready.
 func (e *Env) StartProxy(ctx context.Context, dir, token string) (*LocalProxy, error) {
+	return e.StartProxyTo(ctx, dir, e.Name, token)
+}
+
+// StartProxyTo is StartProxy for the cluster registered as name in Group.
+func (e *Env) StartProxyTo(ctx context.Context, dir, name, token string) (*LocalProxy, error) {
 	kc := filepath.Join(dir, "kubeconfig")
-	cmd := exec.Command(e.Tether, "proxy", "-g", e.Group, "-n", e.Name, "--token", token, "--port", "0")
+	cmd := exec.Command(e.Tether, "proxy", "-g", e.Group, "-n", name, "--token", token, "--port", "0")
 	cmd.Env = append(os.Environ(), "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "KUBECONFIG="+kc)
 	pr, pw, err := os.Pipe()
 	if err != nil {
