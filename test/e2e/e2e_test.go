@@ -60,16 +60,24 @@ var (
 	idpDir    string
 	alice     = oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice", 3)}
 	mallory   = oidcprovider.User{Username: "mallory", Password: "mallory-pw", Groups: []string{"system:masters"}}
+	// olga is in 500 groups: her tokens carry an Entra-style group overage.
+	olga  = oidcprovider.User{Username: "olga", Password: "olga-pw", Groups: oidcprovider.GroupIDs("olga", 500)}
+	ciBot = oidcprovider.Client{ID: "ci-bot", Secret: "ci-bot-secret"}
 )
 
 // startIdP starts the provider and writes the hub's --oidc-issuers file.
 func startIdP(ctx context.Context, dir string) ([]string, error) {
-	p, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice, mallory}})
+	p, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice, mallory, olga}, Clients: []oidcprovider.Client{ciBot}})
 	if err != nil {
 		return nil, err
 	}
 	sharedIdP = p
-	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q}]`, p.Issuer, oidcprovider.DefaultAudience, p.CAFile)
+	u, err := url.Parse(p.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q, "groupEndpointHosts": [%q]}]`,
+		p.Issuer, oidcprovider.DefaultAudience, p.CAFile, u.Host)
 	path := filepath.Join(dir, "issuers.json")
 	if err := os.WriteFile(path, []byte(issuers), 0o600); err != nil {
 		return nil, err
@@ -553,6 +561,59 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if out, err := run(exec...); err == nil || !strings.Contains(out, "Forbidden") {
 			t.Errorf("exec still allowed on the request after the Writer assignment was deleted: err=%v\n%s", err, out)
+		}
+	})
+
+	t.Run("a user in 500 groups: the overage is resolved, a group assignment works", func(t *testing.T) {
+		tok, err := sharedIdP.UserToken(ctx, olga.Username, olga.Password, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims, err := oidcprovider.DecodeClaims(tok.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, inline := claims["groups"]; inline || claims["_claim_names"] == nil {
+			t.Fatalf("olga's token should carry a group overage, not inline groups: %v", claims["_claim_names"])
+		}
+		oid := oidcprovider.NameUUID("user/" + olga.Username)
+		clusterID := "/groups/" + e.Group + "/clusters/" + e.Name
+		// Cluster User through her 322nd group, view through her 458th.
+		if out, err := e.TetherCmd(ctx, "role", "assignment", "create", "--role", "Cluster User", "--assignee", olga.Groups[321],
+			"--assignee-type", "group", "--scope", clusterID).CombinedOutput(); err != nil {
+			t.Fatalf("assign: %v\n%s", err, out)
+		}
+		admin(t, "", "create", "clusterrolebinding", "olga-group-view", "--clusterrole", "view", "--group", olga.Groups[457])
+		user := startProxy(t, e, tok.AccessToken)
+		out, err := user.Kubectl(ctx, "", "get", "pods", "-o", "name").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "pod/worker") {
+			t.Fatalf("olga through her groups: err=%v\n%s", err, out)
+		}
+		who, err := user.Kubectl(ctx, "", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}").CombinedOutput()
+		if err != nil || !strings.Contains(string(who), oid) || !strings.Contains(string(who), olga.Groups[0]) || !strings.Contains(string(who), olga.Groups[499]) {
+			t.Errorf("whoami: err=%v; want the object ID and all 500 groups, got %d bytes", err, len(who))
+		}
+	})
+
+	t.Run("a service principal (client credentials)", func(t *testing.T) {
+		tok, err := sharedIdP.ClientCredentialsToken(ctx, ciBot.ID, ciBot.Secret, oidcprovider.DefaultAudience)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := oidcprovider.NameUUID("client/" + ciBot.ID)
+		clusterID := "/groups/" + e.Group + "/clusters/" + e.Name
+		if out, err := e.TetherCmd(ctx, "role", "assignment", "create", "--role", "Cluster User", "--assignee", sp,
+			"--assignee-type", "servicePrincipal", "--scope", clusterID).CombinedOutput(); err != nil {
+			t.Fatalf("assign: %v\n%s", err, out)
+		}
+		admin(t, "", "create", "clusterrolebinding", "ci-bot-edit", "--clusterrole", "edit", "--user", sp)
+		bot := startProxy(t, e, tok)
+		who, err := bot.Kubectl(ctx, "", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+		if diff := cmp.Diff(sp, string(who)); err != nil || diff != "" {
+			t.Errorf("whoami as the service principal (-want +got):\n%s (err %v)", diff, err)
+		}
+		if out, err := bot.Kubectl(ctx, "", "create", "configmap", "made-by-ci-bot").CombinedOutput(); err != nil {
+			t.Errorf("edit lets the service principal create a configmap: %v\n%s", err, out)
 		}
 	})
 
