@@ -76,14 +76,14 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 			if err != nil {
 				return err
 			}
-			verifier, err := loadIssuers(issuersFile, logger)
+			verifier, login, err := loadIssuers(issuersFile, logger)
 			if err != nil {
 				return err
 			}
 			if verifier != nil {
 				defer verifier.Close()
 			}
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier, Replica: replica}, logger)
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier, Login: login, Replica: replica}, logger)
 			if err != nil {
 				return err
 			}
@@ -143,23 +143,27 @@ type issuerFile struct {
 	Tenants            []string              `json:"tenants,omitempty"`
 	GroupEndpointHosts []string              `json:"groupEndpointHosts,omitempty"`
 	Claims             identity.ClaimMapping `json:"claims,omitzero"`
+	// CLIClientID, on one issuer, is the public client `tether login`
+	// signs people in with; that issuer becomes the hub's login issuer.
+	CLIClientID string `json:"cliClientID,omitempty"`
 }
 
 // loadIssuers builds the verifier of signed-in callers from path; nil
 // (no sign-in, service-account tokens only) when path is empty.
-func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, error) {
+func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, *hub.LoginConfig, error) {
 	if path == "" {
-		return nil, nil
+		return nil, nil, nil
 	}
+	var login *hub.LoginConfig
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read --oidc-issuers: %w", err)
+		return nil, nil, fmt.Errorf("read --oidc-issuers: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var entries []issuerFile
 	if err := dec.Decode(&entries); err != nil {
-		return nil, fmt.Errorf("--oidc-issuers %s: want a JSON list of {\"url\", \"audiences\", \"caFile\", ...}: %w", path, err)
+		return nil, nil, fmt.Errorf("--oidc-issuers %s: want a JSON list of {\"url\", \"audiences\", \"caFile\", ...}: %w", path, err)
 	}
 	cfg := identity.Config{Proxy: http.ProxyFromEnvironment}
 	var cas []byte // the group endpoints live at the issuers: trust their CAs
@@ -168,24 +172,27 @@ func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, error) {
 			GroupEndpointHosts: e.GroupEndpointHosts, Claims: e.Claims}
 		if e.CAFile != "" {
 			if ic.CABundle, err = os.ReadFile(e.CAFile); err != nil {
-				return nil, fmt.Errorf("--oidc-issuers: issuer %s: %w", e.URL, err)
+				return nil, nil, fmt.Errorf("--oidc-issuers: issuer %s: %w", e.URL, err)
 			}
 			cas = append(append(cas, ic.CABundle...), '\n')
+		}
+		if e.CLIClientID != "" && login == nil && len(e.Audiences) > 0 {
+			login = &hub.LoginConfig{Issuer: e.URL, ClientID: e.CLIClientID, Audience: e.Audiences[0], IssuerCA: string(ic.CABundle)}
 		}
 		cfg.Issuers = append(cfg.Issuers, ic)
 	}
 	if len(entries) > 0 {
 		gs, err := identity.NewHTTPGroupSource(identity.HTTPGroupSourceConfig{CABundle: cas, Proxy: http.ProxyFromEnvironment})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.Groups = gs
 	}
 	v, err := identity.NewVerifier(cfg, logger)
 	if err != nil {
-		return nil, fmt.Errorf("--oidc-issuers %s: %w", path, err)
+		return nil, nil, fmt.Errorf("--oidc-issuers %s: %w", path, err)
 	}
-	return v, nil
+	return v, login, nil
 }
 
 // loadAssertionKey returns the hub's ID and the key it signs agent

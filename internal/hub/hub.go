@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"tether.dev/tether/internal/agentkey"
+	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
@@ -53,6 +54,9 @@ type Config struct {
 	// Verifier checks signed-in callers' tokens (OIDC). Nil means no
 	// sign-in: only service-account tokens, passed through to the cluster.
 	Verifier *identity.Verifier
+	// Login tells `tether login` where and how to sign in (served at
+	// /api/v1/auth/config). Nil means the hub offers no sign-in.
+	Login *LoginConfig
 	// Replica names this hub process in the store. Empty means the host name.
 	Replica string
 	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
@@ -133,6 +137,7 @@ func (h *Hub) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("GET /api/v1/auth/config", h.authConfig)
 	mux.HandleFunc("POST "+enrollPath, h.enroll)
 	mux.HandleFunc("GET "+tunnelPath, h.tunnel)
 	mux.HandleFunc("/k8s/{group}/{cluster}/{rest...}", h.gateway)
@@ -140,6 +145,20 @@ func (h *Hub) routes() {
 	h.adminRoutes(mux)
 	h.assignmentRoutes(mux)
 	h.mux = mux
+}
+
+// LoginConfig is what `tether login` needs to sign in for this hub.
+type LoginConfig struct {
+	// Issuer is the OIDC issuer URL.
+	Issuer string `json:"issuer"`
+	// ClientID is the public client the CLI signs people in as.
+	ClientID string `json:"clientID"`
+	// Audience is the resource the access token must be for (the hub).
+	Audience string `json:"audience"`
+	// IssuerCA is a PEM bundle for the issuer's TLS, when it is not
+	// publicly trusted; the CLI trusts it because it came from the hub it
+	// already pins.
+	IssuerCA string `json:"issuerCA,omitempty"`
 }
 
 // Handler returns the hub's HTTP handler (for tests and embedding).
@@ -151,6 +170,14 @@ func (h *Hub) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Write([]byte("ok\n"))
+}
+
+func (h *Hub) authConfig(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Login == nil {
+		apistatus.Write(w, http.StatusNotFound, "this hub offers no sign-in; use a service-account token (tether proxy --token)")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Login)
 }
 
 // Serve serves HTTPS on l with tlsConfig until ctx ends, then drains: it

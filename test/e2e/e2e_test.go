@@ -76,8 +76,8 @@ func startIdP(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q, "groupEndpointHosts": [%q]}]`,
-		p.Issuer, oidcprovider.DefaultAudience, p.CAFile, u.Host)
+	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q, "groupEndpointHosts": [%q], "cliClientID": %q}]`,
+		p.Issuer, oidcprovider.DefaultAudience, p.CAFile, u.Host, oidcprovider.HarnessClientID)
 	path := filepath.Join(dir, "issuers.json")
 	if err := os.WriteFile(path, []byte(issuers), 0o600); err != nil {
 		return nil, err
@@ -614,6 +614,43 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if out, err := bot.Kubectl(ctx, "", "create", "configmap", "made-by-ci-bot").CombinedOutput(); err != nil {
 			t.Errorf("edit lets the service principal create a configmap: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("service principal: tether login, get-credentials, kubectl with the exec plugin straight to the hub", func(t *testing.T) {
+		home := t.TempDir()
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		tether := func(args ...string) string {
+			cmd := e.TetherCmd(ctx, args...)
+			cmd.Env = append(cmd.Env, "HOME="+home)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("tether %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			return string(out)
+		}
+		secretFile := filepath.Join(t.TempDir(), "secret")
+		os.WriteFile(secretFile, []byte(ciBot.Secret+"\n"), 0o600)
+		tether("login", "--service-principal", "-u", ciBot.ID, "--password-file", secretFile)
+		tether("get-credentials", "-g", e.Group, "-n", e.Name, "-u", ciBot.ID, "-f", kc)
+		kubectl := exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+		kubectl.Env = append(os.Environ(), "HOME="+home)
+		out, err := kubectl.CombinedOutput()
+		if diff := cmp.Diff(oidcprovider.NameUUID("client/"+ciBot.ID), string(out)); err != nil || diff != "" {
+			t.Errorf("whoami through the exec plugin (-want +got):\n%s (err %v)", diff, err)
+		}
+		if info, err := os.Stat(filepath.Join(home, ".kube", "cache", "tether")); err != nil || info.Mode().Perm() != 0o700 {
+			t.Errorf("token cache directory: stat err %v; want it to exist with mode 0700", err)
+		}
+		raw, _ := os.ReadFile(kc)
+		if strings.Contains(string(raw), ciBot.Secret) {
+			t.Errorf("the kubeconfig holds the secret")
+		}
+		tether("logout")
+		kubectl = exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", "pods")
+		kubectl.Env = append(os.Environ(), "HOME="+home)
+		if out, err := kubectl.CombinedOutput(); err == nil || !strings.Contains(string(out), "tether login") {
+			t.Errorf("after logout: err=%v\n%s\nwant a failure telling to run tether login", err, out)
 		}
 	})
 

@@ -1,0 +1,297 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"tether.dev/tether/internal/credentials"
+	"tether.dev/tether/internal/hub"
+	"tether.dev/tether/internal/kubeconfig"
+	"tether.dev/tether/internal/store"
+)
+
+// signInFlags choose whose tokens: the signed-in person (default) or a
+// service principal (--service-principal -u CLIENT_ID).
+type signInFlags struct {
+	hub      hubFlags
+	clientID string
+}
+
+func (f *signInFlags) register(cmd *cobra.Command) {
+	f.hub.register(cmd.Flags())
+	cmd.Flags().StringVarP(&f.clientID, "client-id", "u", "", "a service principal's client ID (default: the person signed in with tether login)")
+}
+
+// source builds the token source for this hub from its /api/v1/auth/config.
+func (f *signInFlags) source(ctx context.Context, secret string, interactive bool, prompt io.Writer) (*credentials.Source, error) {
+	base, err := f.hub.parse()
+	if err != nil {
+		return nil, err
+	}
+	t, err := f.hub.transport()
+	if err != nil {
+		return nil, err
+	}
+	hubClient := &http.Client{Transport: t, Timeout: 30 * time.Second}
+	var lc hub.LoginConfig
+	if err := getJSON(ctx, hubClient, base.String()+"/api/v1/auth/config", &lc); err != nil {
+		return nil, fmt.Errorf("ask the hub how to sign in: %w", err)
+	}
+	issuerTransport := http.DefaultTransport.(*http.Transport).Clone()
+	issuerTransport.Proxy = http.ProxyFromEnvironment
+	if lc.IssuerCA != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(lc.IssuerCA)) {
+			return nil, errors.New("the hub sent an issuer CA that holds no certificate")
+		}
+		issuerTransport.TLSClientConfig.RootCAs = pool
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return nil, err
+	}
+	cache, err := credentials.OpenCache(filepath.Join(home, ".kube", "cache", "tether"))
+	if err != nil {
+		return nil, err
+	}
+	cfg := credentials.Config{
+		Issuer: lc.Issuer, ClientID: lc.ClientID, Audience: lc.Audience, Cache: cache,
+		HTTPClient:  &http.Client{Transport: issuerTransport, Timeout: 30 * time.Second},
+		Interactive: interactive, Prompt: prompt,
+	}
+	if f.clientID != "" {
+		cfg.ClientID, cfg.ClientSecret, cfg.Login = f.clientID, secret, "service-principal"
+	}
+	return credentials.New(cfg)
+}
+
+func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var st struct{ Message string }
+		if json.Unmarshal(body, &st) == nil && st.Message != "" {
+			return errors.New(st.Message)
+		}
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	return json.Unmarshal(body, out)
+}
+
+func newLoginCmd() *cobra.Command {
+	var (
+		sf                     signInFlags
+		sp                     bool
+		password, passwordFile string
+	)
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Sign in for a hub (device code), or as a service principal (--service-principal -u ID -p SECRET)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			secret := password
+			if sp {
+				if sf.clientID == "" {
+					return usageError{errors.New("--service-principal needs -u CLIENT_ID")}
+				}
+				if passwordFile != "" {
+					b, err := readSecret(cmd.InOrStdin(), passwordFile)
+					if err != nil {
+						return err
+					}
+					secret = b
+				}
+				if secret == "" {
+					return usageError{errors.New("--service-principal needs the secret: -p SECRET, --password-file FILE, or --password-file - for stdin")}
+				}
+			} else if sf.clientID != "" {
+				return usageError{errors.New("-u is for --service-principal")}
+			}
+			src, err := sf.source(cmd.Context(), secret, true, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if _, err := src.Login(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "signed in; tokens are cached under ~/.kube/cache/tether (0600) and refreshed when needed")
+			return nil
+		},
+	}
+	sf.register(cmd)
+	cmd.Flags().BoolVar(&sp, "service-principal", false, "sign in as a service principal with client credentials")
+	cmd.Flags().StringVarP(&password, "password", "p", "", "the service principal's secret (prefer --password-file)")
+	cmd.Flags().StringVar(&passwordFile, "password-file", "", "file holding the secret; - reads it from stdin")
+	return cmd
+}
+
+func readSecret(stdin io.Reader, path string) (string, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the secret: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func newGetTokenCmd() *cobra.Command {
+	var sf signInFlags
+	cmd := &cobra.Command{
+		Use:   "get-token",
+		Short: "Print an ExecCredential for kubectl (the exec plugin behind tether get-credentials)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// kubectl says in KUBERNETES_EXEC_INFO whether a person is there
+			// to answer a sign-in (interactiveMode IfAvailable).
+			var info struct {
+				Spec struct{ Interactive bool } `json:"spec"`
+			}
+			json.Unmarshal([]byte(os.Getenv("KUBERNETES_EXEC_INFO")), &info)
+			src, err := sf.source(cmd.Context(), "", info.Spec.Interactive && sf.clientID == "", cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			tok, err := src.Get(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out, err := src.ExecCredential(tok)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	sf.register(cmd)
+	return cmd
+}
+
+func newGetCredentialsCmd() *cobra.Command {
+	var (
+		sf                      signInFlags
+		group, name, kubeCtx, f string
+	)
+	cmd := &cobra.Command{
+		Use:   "get-credentials -g GROUP -n NAME",
+		Short: "Write a kubeconfig context that reaches the cluster through the hub, with tether get-token as its credential plugin",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := store.ValidateName(group); err != nil {
+				return usageError{fmt.Errorf("--group: %w", err)}
+			}
+			if err := store.ValidateName(name); err != nil {
+				return usageError{fmt.Errorf("--name: %w", err)}
+			}
+			base, err := sf.hub.parse()
+			if err != nil {
+				return err
+			}
+			var ca []byte
+			if sf.hub.ca != "" {
+				if ca, err = os.ReadFile(sf.hub.ca); err != nil {
+					return fmt.Errorf("read hub CA: %w", err)
+				}
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			args := []string{"get-token", "--hub", base.String()}
+			if sf.hub.ca != "" {
+				caPath, err := filepath.Abs(sf.hub.ca)
+				if err != nil {
+					return err
+				}
+				args = append(args, "--hub-ca", caPath)
+			}
+			if sf.clientID != "" {
+				args = append(args, "--client-id", sf.clientID)
+			}
+			if kubeCtx == "" {
+				kubeCtx = "tether-" + group + "-" + name
+			}
+			server := *base
+			server.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
+			entry := kubeconfig.Entry{Name: kubeCtx, Server: server.String(), CAData: ca, Exec: &clientcmdapi.ExecConfig{
+				APIVersion: "client.authentication.k8s.io/v1", Command: self, Args: args,
+				InteractiveMode: clientcmdapi.IfAvailableExecInteractiveMode, InstallHint: "tether get-token comes with the tether CLI",
+			}}
+			if f == "-" {
+				b, err := kubeconfig.Serialize(entry)
+				if err != nil {
+					return err
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
+			}
+			paths := kubeconfig.Paths{Explicit: f, Env: os.Getenv("KUBECONFIG")}
+			paths.Home, _ = os.UserHomeDir()
+			target := paths.Target(kubeCtx)
+			previous, err := kubeconfig.Merge(target, entry, true)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote context %q to %s and made it current (was %q)\n", kubeCtx, target, previous)
+			return nil
+		},
+	}
+	sf.register(cmd)
+	clusterNameFlags(cmd, &group, &name)
+	cmd.Flags().StringVar(&kubeCtx, "kube-context", "", "name of the kubeconfig context (default tether-GROUP-NAME)")
+	cmd.Flags().StringVarP(&f, "file", "f", "", "kubeconfig file to write; - prints it instead")
+	return cmd
+}
+
+func newLogoutCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout",
+		Short: "Remove every cached tether token",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return err
+			}
+			cache, err := credentials.OpenCache(filepath.Join(home, ".kube", "cache", "tether"))
+			if err != nil {
+				return err
+			}
+			keys, err := cache.Logout(cmd.Context(), "")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "removed %d cached sign-in(s)\n", len(keys))
+			return nil
+		},
+	}
+}
