@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tether.dev/tether/internal/credentials"
 	"tether.dev/tether/internal/kubeconfig"
 	"tether.dev/tether/internal/localproxy"
 	"tether.dev/tether/internal/store"
@@ -24,13 +25,13 @@ const defaultProxyPort = 47011
 
 func newProxyCmd() *cobra.Command {
 	var (
-		hf                              hubFlags
+		sf                              signInFlags
 		group, name, token, kubeContext string
 		file                            string
 		port                            int
 	)
 	cmd := &cobra.Command{
-		Use:   "proxy -g GROUP -n NAME --token TOKEN",
+		Use:   "proxy -g GROUP -n NAME [--token TOKEN]",
 		Short: "Open a local proxy to a cluster through the hub and point kubectl at it",
 		Long: `Open a proxy on 127.0.0.1 to the cluster GROUP/NAME through the hub, write a
 kubeconfig context that points at it (kubectl's file rules: --file, else
@@ -40,7 +41,9 @@ credential for this local proxy, valid while it runs; the real credential
 stays in this process.
 
 With --token, kubectl acts as the service account whose token it is (the
-cluster's own RBAC decides).`,
+cluster's own RBAC decides). Without it, kubectl acts as whoever signed in
+with tether login (or -u CLIENT_ID: that service principal), with tokens
+refreshed as needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := store.ValidateName(group); err != nil {
@@ -49,16 +52,30 @@ cluster's own RBAC decides).`,
 			if err := store.ValidateName(name); err != nil {
 				return usageError{fmt.Errorf("--name: %w", err)}
 			}
+			hubURL, err := sf.hub.parse()
+			if err != nil {
+				return err
+			}
+			transport, err := sf.hub.transport()
+			if err != nil {
+				return err
+			}
+			credential := func(context.Context) (string, error) { return token, nil }
 			if token == "" {
-				return usageError{errors.New("--token is required: a service-account token of the cluster")}
-			}
-			hubURL, err := hf.parse()
-			if err != nil {
-				return err
-			}
-			transport, err := hf.transport()
-			if err != nil {
-				return err
+				src, err := sf.source(cmd.Context(), "", false, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				if _, err := src.Get(cmd.Context()); err != nil { // fail now, not on kubectl's first request
+					return err
+				}
+				credential = func(ctx context.Context) (string, error) {
+					tok, err := src.Get(ctx)
+					if err != nil {
+						return "", err
+					}
+					return tok.Bearer(credentials.PresentAccessToken)
+				}
 			}
 			upstream := *hubURL
 			upstream.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
@@ -66,7 +83,7 @@ cluster's own RBAC decides).`,
 			p, err := localproxy.New(localproxy.Config{
 				Upstream:   &upstream,
 				Transport:  transport,
-				Credential: func(context.Context) (string, error) { return token, nil },
+				Credential: credential,
 				Logger:     logger,
 			})
 			if err != nil {
@@ -108,10 +125,10 @@ cluster's own RBAC decides).`,
 			return p.Serve(cmd.Context(), l)
 		},
 	}
-	hf.register(cmd.Flags())
+	sf.register(cmd)
 	f := cmd.Flags()
 	clusterNameFlags(cmd, &group, &name)
-	f.StringVar(&token, "token", "", "service-account token to present to the cluster's API server")
+	f.StringVar(&token, "token", "", "service-account token to present to the cluster's API server (default: your tether login)")
 	f.IntVar(&port, "port", defaultProxyPort, "local port; 0 picks a free one (without --port, a busy 47011 falls back to a free port)")
 	f.StringVar(&kubeContext, "kube-context", "", "name of the kubeconfig context to write (default tether-GROUP-NAME)")
 	f.StringVarP(&file, "file", "f", "", "kubeconfig file to write; - prints the kubeconfig to stdout instead of writing one")

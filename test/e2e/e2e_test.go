@@ -646,6 +646,16 @@ func TestEndToEnd(t *testing.T) {
 		if strings.Contains(string(raw), ciBot.Secret) {
 			t.Errorf("the kubeconfig holds the secret")
 		}
+		// tether proxy without --token: the signed-in service principal.
+		lp, err := e.StartProxyWith(ctx, t.TempDir(), e.Name, []string{"-u", ciBot.ID}, []string{"HOME=" + home})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lp.Proc.Stop(syscall.SIGINT, 15*time.Second) })
+		who, err := lp.Kubectl(ctx, "", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").CombinedOutput()
+		if diff := cmp.Diff(oidcprovider.NameUUID("client/"+ciBot.ID), string(who)); err != nil || diff != "" {
+			t.Errorf("whoami through tether proxy without --token (-want +got):\n%s (err %v)", diff, err)
+		}
 		tether("logout")
 		kubectl = exec.CommandContext(ctx, "kubectl", "--kubeconfig", kc, "get", "pods")
 		kubectl.Env = append(os.Environ(), "HOME="+home)

@@ -418,9 +418,16 @@ func (e *Env) StartProxy(ctx context.Context, dir, token string) (*LocalProxy, e
 
 // StartProxyTo is StartProxy for the cluster registered as name in Group.
 func (e *Env) StartProxyTo(ctx context.Context, dir, name, token string) (*LocalProxy, error) {
+	return e.StartProxyWith(ctx, dir, name, []string{"--token", token}, nil)
+}
+
+// StartProxyWith runs `tether proxy -g Group -n name --port 0` with more
+// arguments and environment (e.g. -u CLIENT_ID and HOME for a signed-in
+// service principal).
+func (e *Env) StartProxyWith(ctx context.Context, dir, name string, args, env []string) (*LocalProxy, error) {
 	kc := filepath.Join(dir, "kubeconfig")
-	cmd := exec.Command(e.Tether, "proxy", "-g", e.Group, "-n", name, "--token", token, "--port", "0")
-	cmd.Env = append(os.Environ(), "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "KUBECONFIG="+kc)
+	cmd := exec.Command(e.Tether, append([]string{"proxy", "-g", e.Group, "-n", name, "--port", "0"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "KUBECONFIG="+kc), env...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
