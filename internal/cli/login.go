@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +19,6 @@ import (
 	"tether.dev/tether/internal/credentials"
 	"tether.dev/tether/internal/hub"
 	"tether.dev/tether/internal/kubeconfig"
-	"tether.dev/tether/internal/store"
 )
 
 // signInFlags choose whose tokens: the signed-in person (default) or a
@@ -206,11 +204,8 @@ func newGetCredentialsCmd() *cobra.Command {
 		Short: "Write a kubeconfig context that reaches the cluster through the hub, with tether get-token as its credential plugin",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := store.ValidateName(group); err != nil {
-				return usageError{fmt.Errorf("--group: %w", err)}
-			}
-			if err := store.ValidateName(name); err != nil {
-				return usageError{fmt.Errorf("--name: %w", err)}
+			if err := validateClusterName(group, name); err != nil {
+				return err
 			}
 			base, err := sf.hub.parse()
 			if err != nil {
@@ -240,29 +235,11 @@ func newGetCredentialsCmd() *cobra.Command {
 			if kubeCtx == "" {
 				kubeCtx = "tether-" + group + "-" + name
 			}
-			server := *base
-			server.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
-			entry := kubeconfig.Entry{Name: kubeCtx, Server: server.String(), CAData: ca, Exec: &clientcmdapi.ExecConfig{
+			entry := kubeconfig.Entry{Name: kubeCtx, Server: gatewayURL(base, group, name).String(), CAData: ca, Exec: &clientcmdapi.ExecConfig{
 				APIVersion: "client.authentication.k8s.io/v1", Command: self, Args: args,
 				InteractiveMode: clientcmdapi.IfAvailableExecInteractiveMode, InstallHint: "tether get-token comes with the tether CLI",
 			}}
-			if f == "-" {
-				b, err := kubeconfig.Serialize(entry)
-				if err != nil {
-					return err
-				}
-				_, err = cmd.OutOrStdout().Write(b)
-				return err
-			}
-			paths := kubeconfig.Paths{Explicit: f, Env: os.Getenv("KUBECONFIG")}
-			paths.Home, _ = os.UserHomeDir()
-			target := paths.Target(kubeCtx)
-			previous, err := kubeconfig.Merge(target, entry, true)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote context %q to %s and made it current (was %q)\n", kubeCtx, target, previous)
-			return nil
+			return writeContext(cmd, f, entry)
 		},
 	}
 	sf.register(cmd)

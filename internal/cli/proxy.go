@@ -46,11 +46,8 @@ with tether login (or -u CLIENT_ID: that service principal), with tokens
 refreshed as needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := store.ValidateName(group); err != nil {
-				return usageError{fmt.Errorf("--group: %w", err)}
-			}
-			if err := store.ValidateName(name); err != nil {
-				return usageError{fmt.Errorf("--name: %w", err)}
+			if err := validateClusterName(group, name); err != nil {
+				return err
 			}
 			hubURL, err := sf.hub.parse()
 			if err != nil {
@@ -77,11 +74,10 @@ refreshed as needed.`,
 					return tok.Bearer(credentials.PresentAccessToken)
 				}
 			}
-			upstream := *hubURL
-			upstream.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
+			upstream := gatewayURL(hubURL, group, name)
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			p, err := localproxy.New(localproxy.Config{
-				Upstream:   &upstream,
+				Upstream:   upstream,
 				Transport:  transport,
 				Credential: credential,
 				Logger:     logger,
@@ -103,23 +99,10 @@ refreshed as needed.`,
 				CAData: p.CAData(),
 				Token:  p.LocalToken(),
 			}
-			stderr := cmd.ErrOrStderr()
-			if file == "-" {
-				b, err := kubeconfig.Serialize(entry)
-				if err != nil {
-					return err
-				}
-				cmd.OutOrStdout().Write(b)
-			} else {
-				paths := kubeconfig.Paths{Explicit: file, Env: os.Getenv("KUBECONFIG")}
-				paths.Home, _ = os.UserHomeDir()
-				target := paths.Target(kubeContext)
-				previous, err := kubeconfig.Merge(target, entry, true)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(stderr, "wrote context %q to %s and made it current (was %q)\n", kubeContext, target, previous)
+			if err := writeContext(cmd, file, entry); err != nil {
+				return err
 			}
+			stderr := cmd.ErrOrStderr()
 			fmt.Fprintf(stderr, "proxying https://%s to cluster %s/%s through %s\n", l.Addr(), group, name, hubURL.Host)
 			fmt.Fprintf(stderr, "ready: run kubectl in another shell; Ctrl+C stops the proxy\n")
 			return p.Serve(cmd.Context(), l)
@@ -133,6 +116,46 @@ refreshed as needed.`,
 	f.StringVar(&kubeContext, "kube-context", "", "name of the kubeconfig context to write (default tether-GROUP-NAME)")
 	f.StringVarP(&file, "file", "f", "", "kubeconfig file to write; - prints the kubeconfig to stdout instead of writing one")
 	return cmd
+}
+
+// validateClusterName checks -g and -n as the hub would.
+func validateClusterName(group, name string) error {
+	if err := store.ValidateName(group); err != nil {
+		return usageError{fmt.Errorf("--group: %w", err)}
+	}
+	if err := store.ValidateName(name); err != nil {
+		return usageError{fmt.Errorf("--name: %w", err)}
+	}
+	return nil
+}
+
+// gatewayURL is the hub's URL for one cluster.
+func gatewayURL(hub *url.URL, group, name string) *url.URL {
+	u := *hub
+	u.Path += "/k8s/" + url.PathEscape(group) + "/" + url.PathEscape(name)
+	return &u
+}
+
+// writeContext prints entry as a kubeconfig (file "-") or merges it into
+// the kubeconfig kubectl would use (or file), making it current.
+func writeContext(cmd *cobra.Command, file string, entry kubeconfig.Entry) error {
+	if file == "-" {
+		b, err := kubeconfig.Serialize(entry)
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(b)
+		return err
+	}
+	paths := kubeconfig.Paths{Explicit: file, Env: os.Getenv("KUBECONFIG")}
+	paths.Home, _ = os.UserHomeDir()
+	target := paths.Target(entry.Name)
+	previous, err := kubeconfig.Merge(target, entry, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "wrote context %q to %s and made it current (was %q)\n", entry.Name, target, previous)
+	return nil
 }
 
 // listenProxy listens on 127.0.0.1:port. A busy default port falls back to
