@@ -3,7 +3,6 @@ package storetest
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -145,35 +144,15 @@ func testCreateRoleAssignmentConflict(t *testing.T, s store.Store) {
 func testCreateRoleAssignmentConcurrent(t *testing.T, s store.Store) {
 	const n = 20
 	ctx := t.Context()
-	errs := make([]error, n) // errs[i] is written by goroutine i only
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = s.CreateRoleAssignment(ctx, newAssignment(i+1, pid(1), access.PrincipalUser, access.RoleClusterUser, clusterWeb))
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	var winners []int
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners = append(winners, i)
-		case !errors.Is(err, store.ErrConflict):
-			t.Errorf("creation %d: %v, want nil or %v", i, err, store.ErrConflict)
-		}
-	}
-	if len(winners) != 1 {
-		t.Fatalf("%d creations succeeded (%v), want exactly 1", len(winners), winners)
-	}
+	errs := race(n, func(i int) error {
+		return s.CreateRoleAssignment(ctx, newAssignment(i+1, pid(1), access.PrincipalUser, access.RoleClusterUser, clusterWeb))
+	})
+	winner := exactlyOne(t, "creation", errs, store.ErrConflict)
 	got, err := s.ListRoleAssignments(ctx, store.AssignmentFilter{})
 	if err != nil {
 		t.Fatalf("ListRoleAssignments: %v", err)
 	}
-	want := []store.RoleAssignment{storedAssignment(newAssignment(winners[0]+1, pid(1), access.PrincipalUser, access.RoleClusterUser, clusterWeb))}
+	want := []store.RoleAssignment{storedAssignment(newAssignment(winner+1, pid(1), access.PrincipalUser, access.RoleClusterUser, clusterWeb))}
 	if diff := cmp.Diff(want, got, opts); diff != "" {
 		t.Errorf("ListRoleAssignments (-want +got):\n%s", diff)
 	}

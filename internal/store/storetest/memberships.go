@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -76,17 +75,7 @@ func testAddMemberConcurrentCycle(t *testing.T, s store.Store) {
 	for i := range n {
 		groups[i] = mustCreatePrincipal(ctx, t, s, newGroup(i+1, fmt.Sprintf("g%02d", i))).ID
 	}
-	errs := make([]error, n) // errs[i] is written by goroutine i only
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = s.AddMember(ctx, groups[(i+1)%n], groups[i])
-		})
-	}
-	close(start)
-	wg.Wait()
+	errs := race(n, func(i int) error { return s.AddMember(ctx, groups[(i+1)%n], groups[i]) })
 
 	var failed []int
 	for i, err := range errs {

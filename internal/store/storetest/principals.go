@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -205,35 +204,13 @@ func testCreatePrincipalConcurrent(t *testing.T, s store.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			errs := make([]error, n) // errs[i] is written by goroutine i only
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					errs[i] = s.CreatePrincipal(t.Context(), tt.make(i))
-				})
-			}
-			close(start)
-			wg.Wait()
-
-			var winners []int
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					winners = append(winners, i)
-				case !errors.Is(err, store.ErrConflict):
-					t.Errorf("creation %d: %v, want nil or %v", i, err, store.ErrConflict)
-				}
-			}
-			if len(winners) != 1 {
-				t.Fatalf("%d creations succeeded (%v), want exactly 1", len(winners), winners)
-			}
+			errs := race(n, func(i int) error { return s.CreatePrincipal(t.Context(), tt.make(i)) })
+			winner := exactlyOne(t, "creation", errs, store.ErrConflict)
 			got, err := tt.after(t)
 			if err != nil {
 				t.Fatalf("reading the winner back: %v", err)
 			}
-			if diff := cmp.Diff(listed(tt.make(winners[0])), got, opts); diff != "" {
+			if diff := cmp.Diff(listed(tt.make(winner)), got, opts); diff != "" {
 				t.Errorf("stored principal is not the winner's (-want +got):\n%s", diff)
 			}
 		})

@@ -9,7 +9,9 @@ package storetest
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,4 +280,40 @@ func mustCreateAssignment(ctx context.Context, t *testing.T, s store.Store, a st
 		t.Fatalf("CreateRoleAssignment(%s %s at %s): %v", a.PrincipalID, a.RoleID, a.Scope, err)
 	}
 	return storedAssignment(a)
+}
+
+// race runs f(0) ... f(n-1) at the same moment, each in its own goroutine,
+// and returns their errors by index.
+func race(n int, f func(i int) error) []error {
+	errs := make([]error, n) // errs[i] is written by goroutine i only
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// exactlyOne checks that exactly one of errs is nil and every other is
+// loser, and returns the winner's index.
+func exactlyOne(t *testing.T, what string, errs []error, loser error) int {
+	t.Helper()
+	var winners []int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners = append(winners, i)
+		case !errors.Is(err, loser):
+			t.Errorf("%s %d: %v, want nil or %v", what, i, err, loser)
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d %ss succeeded (%v), want exactly 1", len(winners), what, winners)
+	}
+	return winners[0]
 }

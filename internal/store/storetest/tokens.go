@@ -3,7 +3,6 @@ package storetest
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -139,32 +138,13 @@ func testRedeemJoinTokenConcurrent(t *testing.T, s store.Store) {
 	web := mustCreate(ctx, t, s, "prod", "web")
 	hash := mustCreateToken(ctx, t, s, web.ID, "web-token")
 
-	errs := make([]error, n) // errs[i] is written by goroutine i only
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = s.RedeemJoinToken(ctx, hash, at(time.Minute), fmt.Appendf(nil, "key-%d", i))
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	var winners []int
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners = append(winners, i)
-		case !errors.Is(err, store.ErrTokenUsed):
-			t.Errorf("redemption %d: %v, want nil or %v", i, err, store.ErrTokenUsed)
-		}
-	}
-	if len(winners) != 1 {
-		t.Fatalf("%d redemptions succeeded (%v), want exactly 1", len(winners), winners)
-	}
+	errs := race(n, func(i int) error {
+		_, err := s.RedeemJoinToken(ctx, hash, at(time.Minute), fmt.Appendf(nil, "key-%d", i))
+		return err
+	})
+	winner := exactlyOne(t, "redemption", errs, store.ErrTokenUsed)
 	want := created("prod", "web")
-	want.Agent = store.Agent{PublicKey: fmt.Appendf(nil, "key-%d", winners[0]), EnrolledAt: stored(at(time.Minute))}
+	want.Agent = store.Agent{PublicKey: fmt.Appendf(nil, "key-%d", winner), EnrolledAt: stored(at(time.Minute))}
 	if diff := cmp.Diff(want, mustGet(ctx, t, s, web.ID), opts); diff != "" {
 		t.Errorf("cluster after concurrent redemptions (-want +got):\n%s", diff)
 	}
