@@ -97,6 +97,18 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	return nil
 }
 
+// adminCall validates -o, calls the admin API and decodes the answer.
+func adminCall(cmd *cobra.Command, af *adminFlags, out *outputFlag, method, path string, in, result any) error {
+	if err := out.validate(); err != nil {
+		return err
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	return c.do(cmd.Context(), method, path, in, result)
+}
+
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
@@ -117,15 +129,8 @@ func newClusterCreateCmd() *cobra.Command {
 		Short: "Register a cluster and print its one-time join token for the agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := af.client()
-			if err != nil {
-				return err
-			}
 			var created hub.CreatedCluster
-			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/clusters", hub.ClusterRequest{Group: group, Name: name, Location: location, Mode: mode}, &created); err != nil {
+			if err := adminCall(cmd, &af, &out, http.MethodPost, "/api/v1/clusters", hub.ClusterRequest{Group: group, Name: name, Location: location, Mode: mode}, &created); err != nil {
 				return err
 			}
 			return out.print(cmd.OutOrStdout(), created, func(w *tabwriter.Writer) {
@@ -168,16 +173,9 @@ func newClusterCallCmd[T any](use, short, method, suffix string, table func(io.W
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := af.client()
-			if err != nil {
-				return err
-			}
 			var v T
 			path := "/api/v1/groups/" + url.PathEscape(group) + "/clusters/" + url.PathEscape(name) + suffix
-			if err := c.do(cmd.Context(), method, path, nil, &v); err != nil {
+			if err := adminCall(cmd, &af, &out, method, path, nil, &v); err != nil {
 				return err
 			}
 			return out.print(cmd.OutOrStdout(), v, func(w *tabwriter.Writer) { table(w, v) })
@@ -200,19 +198,12 @@ func newClusterListCmd() *cobra.Command {
 		Short: "List registered clusters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := af.client()
-			if err != nil {
-				return err
-			}
 			path := "/api/v1/clusters"
 			if group != "" {
 				path += "?group=" + url.QueryEscape(group)
 			}
 			var vs []hub.ClusterView
-			if err := c.do(cmd.Context(), http.MethodGet, path, nil, &vs); err != nil {
+			if err := adminCall(cmd, &af, &out, http.MethodGet, path, nil, &vs); err != nil {
 				return err
 			}
 			return out.print(cmd.OutOrStdout(), vs, func(w *tabwriter.Writer) { clusterTable(w, vs) })

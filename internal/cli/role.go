@@ -149,17 +149,6 @@ func newRoleAssignmentDeleteCmd() *cobra.Command {
 	return cmd
 }
 
-// adminCall validates -o, calls the admin API and decodes the answer.
-func adminCall(cmd *cobra.Command, af *adminFlags, out *outputFlag, method, path string, in, result any) error {
-	if err := out.validate(); err != nil {
-		return err
-	}
-	c, err := af.client()
-	if err != nil {
-		return err
-	}
-	return c.do(cmd.Context(), method, path, in, result)
-}
 
 func assignmentTable(w io.Writer, vs []hub.AssignmentView) {
 	fmt.Fprintf(w, "ID\tROLE\tPRINCIPAL\tTYPE\tSCOPE\n")
