@@ -149,7 +149,6 @@ func newRoleAssignmentDeleteCmd() *cobra.Command {
 	return cmd
 }
 
-
 func assignmentTable(w io.Writer, vs []hub.AssignmentView) {
 	fmt.Fprintf(w, "ID\tROLE\tPRINCIPAL\tTYPE\tSCOPE\n")
 	for _, v := range vs {
