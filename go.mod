@@ -9,6 +9,7 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/hashicorp/yamux v0.1.2
 	github.com/spf13/cobra v1.10.2
+	golang.org/x/crypto v0.58.0
 	k8s.io/api v0.37.2
 	k8s.io/client-go v0.37.2
 	modernc.org/sqlite v1.62.0

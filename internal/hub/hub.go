@@ -54,6 +54,10 @@ type Config struct {
 	// Verifier checks signed-in callers' tokens (OIDC). Nil means no
 	// sign-in: only service-account tokens, passed through to the cluster.
 	Verifier *identity.Verifier
+	// EmbeddedIssuer is the URL of the hub's own issuer (package issuer),
+	// one of Verifier's issuers. Its callers must exist in Store, which
+	// also holds their groups. Empty: no embedded issuer.
+	EmbeddedIssuer string
 	// Login tells `tether login` where and how to sign in (served at
 	// /api/v1/auth/config). Nil means the hub offers no sign-in.
 	Login *LoginConfig

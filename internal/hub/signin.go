@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,29 @@ import (
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
 )
+
+// verifyCaller verifies a signed-in caller's token. A principal of the
+// embedded directory must still exist, and its groups are read from the
+// store at every call, so removing a member or deleting a principal takes
+// effect on the next request. Errors are as Verifier.Verify's.
+func (h *Hub) verifyCaller(ctx context.Context, token string) (identity.Principal, error) {
+	p, err := h.cfg.Verifier.Verify(ctx, token)
+	if err != nil || h.cfg.EmbeddedIssuer == "" || p.Issuer != h.cfg.EmbeddedIssuer {
+		return p, err
+	}
+	sp, err := h.cfg.Store.GetPrincipal(ctx, p.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return identity.Principal{}, &identity.TokenError{Reason: identity.ErrUnknownPrincipal, Detail: fmt.Sprintf("principal %s no longer exists in the hub's directory", p.ID)}
+	case err != nil:
+		return identity.Principal{}, fmt.Errorf("look up principal %s: %w", p.ID, err)
+	}
+	p.Name = sp.DisplayName
+	if p.Groups, err = h.cfg.Store.GroupsOf(ctx, p.ID); err != nil {
+		return identity.Principal{}, fmt.Errorf("look up the groups of %s: %w", p.ID, err)
+	}
+	return p, nil
+}
 
 // signedIn verifies a signed-in caller's token, decides whether the caller
 // may connect to the cluster, and returns the assertion that has the agent
@@ -21,7 +45,7 @@ import (
 // few that access.KubernetesGroups derives from the caller's assignments,
 // and the agent's bindings give them their meaning.
 func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token string) (a identity.Assertion, denied bool) {
-	p, err := h.cfg.Verifier.Verify(r.Context(), token)
+	p, err := h.verifyCaller(r.Context(), token)
 	var te *identity.TokenError
 	switch {
 	case errors.As(err, &te):

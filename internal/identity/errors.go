@@ -23,6 +23,9 @@ var (
 	ErrMissingID           = errors.New("missing ID claim")
 	ErrSystemIdentity      = errors.New("system: identities are refused")
 	ErrTooManyGroups       = errors.New("too many groups")
+	// ErrUnknownPrincipal: a valid token of the hub's embedded issuer names
+	// a principal that has since been deleted.
+	ErrUnknownPrincipal = errors.New("unknown principal")
 	// ErrGroupOverage: the token's groups are in an overage source the hub
 	// will not or cannot ask (endpoint host not allowed, no source named,
 	// no GroupSource configured).
