@@ -70,7 +70,7 @@ func newRoot(name string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newProxyCmd(), newRoleCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd())
+	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newProxyCmd(), newRoleCmd(), newADCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd())
 	return root
 }
 

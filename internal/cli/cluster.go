@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,43 +16,76 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tether.dev/tether/internal/credentials"
 	"tether.dev/tether/internal/hub"
 )
 
-// adminClient calls the hub's admin API with the admin token.
+// adminClient calls the hub's admin API with a bearer token: the admin
+// token, or a signed-in principal's.
 type adminClient struct {
 	base   *url.URL
 	client *http.Client
 	token  string
 }
 
+// adminFlags choose how an admin command authenticates: with the hub's
+// bootstrap admin token (--admin-token-file), else with the token of
+// whoever signed in with tether login, or of the service principal -u
+// names. The hub's role assignments decide what a signed-in caller may do.
 type adminFlags struct {
-	hub       hubFlags
+	signIn    signInFlags
 	tokenFile string
 }
 
 func (f *adminFlags) register(cmd *cobra.Command) {
-	f.hub.register(cmd.Flags())
-	cmd.Flags().StringVar(&f.tokenFile, "admin-token-file", os.Getenv("TETHER_ADMIN_TOKEN_FILE"), "file holding the hub's admin token (DATA_DIR/admin.token on the hub; env TETHER_ADMIN_TOKEN_FILE)")
+	f.signIn.register(cmd)
+	cmd.Flags().StringVar(&f.tokenFile, "admin-token-file", os.Getenv("TETHER_ADMIN_TOKEN_FILE"), "file holding the hub's admin token (DATA_DIR/admin.token on the hub; env TETHER_ADMIN_TOKEN_FILE); without it, the token of whoever signed in with tether login")
 }
 
-func (f *adminFlags) client() (*adminClient, error) {
-	base, err := f.hub.parse()
+func (f *adminFlags) client(ctx context.Context) (*adminClient, error) {
+	base, err := f.signIn.hub.parse()
 	if err != nil {
 		return nil, err
 	}
-	if f.tokenFile == "" {
-		return nil, usageError{fmt.Errorf("no admin token: pass --admin-token-file (the hub's DATA_DIR/admin.token)")}
-	}
-	b, err := os.ReadFile(f.tokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("read admin token: %w", err)
-	}
-	t, err := f.hub.transport()
+	token, err := f.token(ctx, base)
 	if err != nil {
 		return nil, err
 	}
-	return &adminClient{base: base, client: &http.Client{Transport: t, Timeout: 30 * time.Second}, token: strings.TrimSpace(string(b))}, nil
+	t, err := f.signIn.hub.transport()
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: base, client: &http.Client{Transport: t, Timeout: 30 * time.Second}, token: token}, nil
+}
+
+// token returns the bearer token for the admin API of the hub at base:
+// the admin token, else a cached (or refreshed) sign-in; it never starts
+// an interactive sign-in.
+func (f *adminFlags) token(ctx context.Context, base *url.URL) (string, error) {
+	if f.tokenFile != "" {
+		if f.signIn.clientID != "" {
+			return "", usageError{errors.New("-u (a service principal's sign-in) and --admin-token-file (or TETHER_ADMIN_TOKEN_FILE) exclude each other")}
+		}
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("read admin token: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	src, err := f.signIn.source(ctx, "", false, io.Discard)
+	if err != nil {
+		return "", fmt.Errorf("no admin token (--admin-token-file), and no sign-in: %w", err)
+	}
+	tok, err := src.Get(ctx)
+	switch {
+	case errors.Is(err, credentials.ErrLoginRequired) && f.signIn.clientID != "":
+		return "", fmt.Errorf("service principal %s is not signed in to %s: run tether login --service-principal -u %s (or pass --admin-token-file)", f.signIn.clientID, base.Host, f.signIn.clientID)
+	case errors.Is(err, credentials.ErrLoginRequired):
+		return "", fmt.Errorf("not signed in to %s: run tether login (or pass --admin-token-file)", base.Host)
+	case err != nil:
+		return "", err
+	}
+	return tok.Bearer(credentials.PresentAccessToken)
 }
 
 // do sends a JSON request and decodes a JSON answer into out; a non-2xx
@@ -89,7 +123,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		}
 		return fmt.Errorf("hub %s: HTTP %d: %s", c.base.Host, resp.StatusCode, bytes.TrimSpace(data))
 	}
-	if out != nil {
+	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("hub %s: unexpected answer: %w", c.base.Host, err)
 		}
@@ -102,7 +136,7 @@ func adminCall(cmd *cobra.Command, af *adminFlags, out *outputFlag, method, path
 	if err := out.validate(); err != nil {
 		return err
 	}
-	c, err := af.client()
+	c, err := af.client(cmd.Context())
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,13 +33,16 @@ import (
 	"tether.dev/tether/internal/atomicfile"
 	"tether.dev/tether/internal/hub"
 	"tether.dev/tether/internal/identity"
+	"tether.dev/tether/internal/issuer"
+	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/store/sqlite"
 )
 
 func newHubCmd() *cobra.Command {
 	var (
-		listen, dataDir, certFile, keyFile, replica, issuersFile string
-		sans                                                     []string
+		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag string
+		sans                                                              []string
+		accessTTL                                                         time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -76,14 +80,21 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 			if err != nil {
 				return err
 			}
-			verifier, login, err := loadIssuers(issuersFile, logger)
+			base, err := publicURL(urlFlag, listen, sans)
 			if err != nil {
 				return err
 			}
-			if verifier != nil {
-				defer verifier.Close()
+			emb, err := newEmbeddedIssuer(base+"/oidc", dataDir, st, accessTTL, logger)
+			if err != nil {
+				return err
 			}
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier, Login: login, Replica: replica}, logger)
+			verifier, logins, err := loadIssuers(issuersFile, emb, logger)
+			if err != nil {
+				return err
+			}
+			defer verifier.Close()
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
+				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica}, logger)
 			if err != nil {
 				return err
 			}
@@ -102,6 +113,8 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 	f.StringSliceVar(&sans, "tls-san", nil, "extra DNS names or IPs for the self-signed certificate")
 	f.StringVar(&replica, "replica", "", "name of this hub replica (default: the host name)")
 	f.StringVar(&issuersFile, "oidc-issuers", "", "JSON file listing the OIDC issuers whose users may sign in (see docs/identity.md)")
+	f.StringVar(&urlFlag, "url", "", "the hub's public URL, as clients and agents reach it (default https://HOST:PORT from the first --tls-san, the --listen host or the host name); its embedded issuer is URL/oidc")
+	f.DurationVar(&accessTTL, "access-token-ttl", issuer.DefaultAccessTokenTTL, "lifetime of the access tokens the embedded issuer signs (1m to 24h)")
 	return cmd
 }
 
@@ -148,39 +161,70 @@ type issuerFile struct {
 	CLIClientID string `json:"cliClientID,omitempty"`
 }
 
-// loadIssuers builds the verifier of signed-in callers from path; nil
-// (no sign-in, service-account tokens only) when path is empty.
-func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, *hub.LoginConfig, error) {
-	if path == "" {
-		return nil, nil, nil
-	}
-	var login *hub.LoginConfig
-	b, err := os.ReadFile(path)
+// embeddedIssuer is the hub's own OIDC provider.
+type embeddedIssuer struct {
+	url    string
+	issuer *issuer.Issuer
+}
+
+// embeddedAudience and embeddedCLIClientID are the embedded issuer's
+// resource (the aud of its access tokens) and the public client of the
+// tether CLI.
+const (
+	embeddedAudience    = "tether"
+	embeddedCLIClientID = "tether-cli"
+)
+
+func newEmbeddedIssuer(url, dataDir string, st store.Store, accessTTL time.Duration, logger *slog.Logger) (embeddedIssuer, error) {
+	key, err := issuer.LoadOrCreateKey(filepath.Join(dataDir, "issuer.key"))
 	if err != nil {
-		return nil, nil, fmt.Errorf("read --oidc-issuers: %w", err)
+		return embeddedIssuer{}, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	iss, err := issuer.New(issuer.Config{URL: url, Store: st, Key: key, Audience: embeddedAudience, CLIClientID: embeddedCLIClientID, AccessTokenTTL: accessTTL}, logger)
+	if err != nil {
+		return embeddedIssuer{}, fmt.Errorf("embedded issuer: %w", err)
+	}
+	return embeddedIssuer{url: url, issuer: iss}, nil
+}
+
+// loadIssuers builds the verifier of signed-in callers: the embedded
+// issuer and those in the --oidc-issuers file at path (none when path is
+// empty). The sign-in choices list an external issuer marked with
+// cliClientID first, then the embedded issuer.
+func loadIssuers(path string, emb embeddedIssuer, logger *slog.Logger) (*identity.Verifier, []hub.LoginConfig, error) {
 	var entries []issuerFile
-	if err := dec.Decode(&entries); err != nil {
-		return nil, nil, fmt.Errorf("--oidc-issuers %s: want a JSON list of {\"url\", \"audiences\", \"caFile\", ...}: %w", path, err)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read --oidc-issuers: %w", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&entries); err != nil {
+			return nil, nil, fmt.Errorf("--oidc-issuers %s: want a JSON list of {\"url\", \"audiences\", \"caFile\", ...}: %w", path, err)
+		}
 	}
-	cfg := identity.Config{Proxy: http.ProxyFromEnvironment}
+	cfg := identity.Config{Proxy: http.ProxyFromEnvironment, Issuers: []identity.IssuerConfig{{
+		URL: emb.url, Audiences: []string{embeddedAudience}, SigningAlgorithms: []string{"ES256"}, Keys: emb.issuer.PublicKeys(),
+	}}}
+	var logins []hub.LoginConfig
 	var cas []byte // the group endpoints live at the issuers: trust their CAs
 	for _, e := range entries {
 		ic := identity.IssuerConfig{URL: e.URL, Audiences: e.Audiences, SigningAlgorithms: e.SigningAlgorithms, Tenants: e.Tenants,
 			GroupEndpointHosts: e.GroupEndpointHosts, Claims: e.Claims}
 		if e.CAFile != "" {
+			var err error
 			if ic.CABundle, err = os.ReadFile(e.CAFile); err != nil {
 				return nil, nil, fmt.Errorf("--oidc-issuers: issuer %s: %w", e.URL, err)
 			}
 			cas = append(append(cas, ic.CABundle...), '\n')
 		}
-		if e.CLIClientID != "" && login == nil && len(e.Audiences) > 0 {
-			login = &hub.LoginConfig{Issuer: e.URL, ClientID: e.CLIClientID, Audience: e.Audiences[0], IssuerCA: string(ic.CABundle)}
+		if e.CLIClientID != "" && len(e.Audiences) > 0 {
+			logins = append(logins, hub.LoginConfig{Issuer: e.URL, ClientID: e.CLIClientID, Audience: e.Audiences[0], IssuerCA: string(ic.CABundle)})
 		}
 		cfg.Issuers = append(cfg.Issuers, ic)
 	}
+	logins = append(logins, hub.LoginConfig{Issuer: emb.url, ClientID: embeddedCLIClientID, Audience: embeddedAudience, Embedded: true})
 	if len(entries) > 0 {
 		gs, err := identity.NewHTTPGroupSource(identity.HTTPGroupSourceConfig{CABundle: cas, Proxy: http.ProxyFromEnvironment})
 		if err != nil {
@@ -190,9 +234,9 @@ func loadIssuers(path string, logger *slog.Logger) (*identity.Verifier, *hub.Log
 	}
 	v, err := identity.NewVerifier(cfg, logger)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--oidc-issuers %s: %w", path, err)
+		return nil, nil, fmt.Errorf("issuers: %w", err)
 	}
-	return v, login, nil
+	return v, logins, nil
 }
 
 // loadAssertionKey returns the hub's ID and the key it signs agent
@@ -304,4 +348,33 @@ func covers(cert tls.Certificate, names []string) bool {
 		}
 	}
 	return true
+}
+
+// publicURL is the hub's base URL as clients and agents reach it: --url,
+// else https://HOST:PORT with the first --tls-san, the --listen host, or
+// this machine's name, and the --listen port.
+func publicURL(flag, listen string, sans []string) (string, error) {
+	if flag != "" {
+		u, err := url.Parse(flag)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return "", usageError{fmt.Errorf("--url %q: want https://HOST[:PORT][/PATH], the address clients reach the hub at", flag)}
+		}
+		return strings.TrimSuffix(u.String(), "/"), nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--listen %q: %w", listen, err)}
+	}
+	switch ip := net.ParseIP(host); {
+	case len(sans) > 0 && sans[0] != "":
+		host = sans[0]
+	case host == "" || (ip != nil && ip.IsUnspecified()):
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("name this hub's URL: %w; pass --url", err)
+		}
+	}
+	if port == "443" {
+		return "https://" + strings.Trim(net.JoinHostPort(host, ""), ":"), nil
+	}
+	return "https://" + net.JoinHostPort(host, port), nil
 }

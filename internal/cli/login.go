@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -26,11 +27,17 @@ import (
 type signInFlags struct {
 	hub      hubFlags
 	clientID string
+	issuer   string
+	// flow and openBrowser are the interactive sign-in (tether login);
+	// other commands keep the defaults (device code).
+	flow        credentials.Flow
+	openBrowser credentials.Browser
 }
 
 func (f *signInFlags) register(cmd *cobra.Command) {
 	f.hub.register(cmd.Flags())
 	cmd.Flags().StringVarP(&f.clientID, "client-id", "u", "", "a service principal's client ID (default: the person signed in with tether login)")
+	cmd.Flags().StringVar(&f.issuer, "issuer", os.Getenv("TETHER_ISSUER"), "where to sign in, when the hub trusts several: an issuer URL, or \"embedded\" for the hub's own directory (default: the hub's first; env TETHER_ISSUER)")
 }
 
 // source builds the token source for this hub from its /api/v1/auth/config.
@@ -44,18 +51,25 @@ func (f *signInFlags) source(ctx context.Context, secret string, interactive boo
 		return nil, err
 	}
 	hubClient := &http.Client{Transport: t, Timeout: 30 * time.Second}
-	var lc hub.LoginConfig
-	if err := getJSON(ctx, hubClient, base.String()+"/api/v1/auth/config", &lc); err != nil {
+	var ac hub.AuthConfig
+	if err := getJSON(ctx, hubClient, base.String()+"/api/v1/auth/config", &ac); err != nil {
 		return nil, fmt.Errorf("ask the hub how to sign in: %w", err)
+	}
+	lc, err := f.pickIssuer(ac.Issuers)
+	if err != nil {
+		return nil, err
 	}
 	issuerTransport := http.DefaultTransport.(*http.Transport).Clone()
 	issuerTransport.Proxy = http.ProxyFromEnvironment
-	if lc.IssuerCA != "" {
+	if lc.Embedded {
+		// The hub's own issuer: trust it as the hub is trusted (--hub-ca).
+		issuerTransport = t
+	} else if lc.IssuerCA != "" {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM([]byte(lc.IssuerCA)) {
 			return nil, errors.New("the hub sent an issuer CA that holds no certificate")
 		}
-		issuerTransport.TLSClientConfig.RootCAs = pool
+		issuerTransport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -68,12 +82,31 @@ func (f *signInFlags) source(ctx context.Context, secret string, interactive boo
 	cfg := credentials.Config{
 		Issuer: lc.Issuer, ClientID: lc.ClientID, Audience: lc.Audience, Cache: cache,
 		HTTPClient:  &http.Client{Transport: issuerTransport, Timeout: 30 * time.Second},
-		Interactive: interactive, Prompt: prompt,
+		Interactive: interactive, Prompt: prompt, Flow: f.flow, OpenBrowser: f.openBrowser,
 	}
 	if f.clientID != "" {
 		cfg.ClientID, cfg.ClientSecret, cfg.Login = f.clientID, secret, "service-principal"
 	}
 	return credentials.New(cfg)
+}
+
+// pickIssuer chooses among the hub's sign-in issuers: --issuer, else the
+// hub's default (the first).
+func (f *signInFlags) pickIssuer(issuers []hub.LoginConfig) (hub.LoginConfig, error) {
+	if len(issuers) == 0 {
+		return hub.LoginConfig{}, errors.New("the hub offers no sign-in; use a service-account token (tether proxy --token)")
+	}
+	if f.issuer == "" {
+		return issuers[0], nil
+	}
+	var urls []string
+	for _, lc := range issuers {
+		if lc.Issuer == f.issuer || (f.issuer == "embedded" && lc.Embedded) {
+			return lc, nil
+		}
+		urls = append(urls, lc.Issuer)
+	}
+	return hub.LoginConfig{}, usageError{fmt.Errorf("--issuer %q is not one of this hub's: %s (or \"embedded\" for the hub's own)", f.issuer, strings.Join(urls, ", "))}
 }
 
 func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
@@ -102,14 +135,20 @@ func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
 
 func newLoginCmd() *cobra.Command {
 	var (
-		sf                     signInFlags
-		sp                     bool
-		password, passwordFile string
+		sf                          signInFlags
+		sp, useDeviceCode, authCode bool
+		password, passwordFile      string
 	)
 	cmd := &cobra.Command{
 		Use:   "login",
-		Short: "Sign in for a hub (device code), or as a service principal (--service-principal -u ID -p SECRET)",
-		Args:  cobra.NoArgs,
+		Short: "Sign in for a hub (browser or device code), or as a service principal (--service-principal -u ID -p SECRET)",
+		Long: `Sign in for a hub. A person signs in in a browser (authorization code with
+PKCE, answered on a loopback address) when this is a terminal with a browser at
+hand, and otherwise with a device code: open the printed URL anywhere and enter
+the code. --use-device-code or --auth-code choose. A service principal signs in
+with its client ID and secret. Tokens are cached under ~/.kube/cache/tether
+(0700/0600) and refreshed before they expire; tether logout removes them.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			secret := password
 			if sp {
@@ -129,6 +168,10 @@ func newLoginCmd() *cobra.Command {
 			} else if sf.clientID != "" {
 				return usageError{errors.New("-u is for --service-principal")}
 			}
+			var err error
+			if sf.flow, sf.openBrowser, err = chooseFlow(useDeviceCode, authCode); err != nil {
+				return err
+			}
 			src, err := sf.source(cmd.Context(), secret, true, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -144,6 +187,8 @@ func newLoginCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&sp, "service-principal", false, "sign in as a service principal with client credentials")
 	cmd.Flags().StringVarP(&password, "password", "p", "", "the service principal's secret (prefer --password-file)")
 	cmd.Flags().StringVar(&passwordFile, "password-file", "", "file holding the secret; - reads it from stdin")
+	cmd.Flags().BoolVar(&useDeviceCode, "use-device-code", false, "sign in with a device code even where a browser could open")
+	cmd.Flags().BoolVar(&authCode, "auth-code", false, "sign in in a browser (the URL is printed when none opens)")
 	return cmd
 }
 
@@ -231,6 +276,9 @@ func newGetCredentialsCmd() *cobra.Command {
 			}
 			if sf.clientID != "" {
 				args = append(args, "--client-id", sf.clientID)
+			}
+			if sf.issuer != "" {
+				args = append(args, "--issuer", sf.issuer)
 			}
 			if kubeCtx == "" {
 				kubeCtx = "tether-" + group + "-" + name

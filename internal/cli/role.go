@@ -130,7 +130,7 @@ func newRoleAssignmentDeleteCmd() *cobra.Command {
 		Short: "Delete role assignments; the principal loses the access on its next request",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.client()
+			c, err := af.client(cmd.Context())
 			if err != nil {
 				return err
 			}

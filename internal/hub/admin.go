@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
+	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/store"
 )
@@ -56,28 +56,19 @@ type CreatedCluster struct {
 	Join    JoinTokenView `json:"join"`
 }
 
-func (h *Hub) adminRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/clusters", h.admin(h.createCluster))
-	mux.HandleFunc("GET /api/v1/clusters", h.admin(h.listClusters))
-	mux.HandleFunc("GET /api/v1/groups/{group}/clusters/{name}", h.admin(h.getCluster))
-	mux.HandleFunc("POST /api/v1/groups/{group}/clusters/{name}/join-tokens", h.admin(h.newJoinToken))
-}
+// clusterRequestShape shows a ClusterRequest in error messages.
+const clusterRequestShape = `{"group":..., "name":..., "location":..., "mode":...}`
 
-// admin wraps a handler of the admin API with the admin-token check.
-func (h *Hub) admin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !h.checkAdmin(r) {
-			apistatus.Write(w, http.StatusUnauthorized, "the admin API needs the hub's admin token (DATA_DIR/admin.token on the hub) as a bearer token")
-			return
-		}
-		next(w, r)
-	}
+func (h *Hub) adminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/clusters", h.authorize(access.ActionClustersWrite, clusterGroupScope, h.createCluster))
+	mux.HandleFunc("GET /api/v1/clusters", h.authorize("", nil, h.listClusters))
+	mux.HandleFunc("GET /api/v1/groups/{group}/clusters/{name}", h.authorize(access.ActionClustersRead, clusterScope, h.getCluster))
+	mux.HandleFunc("POST /api/v1/groups/{group}/clusters/{name}/join-tokens", h.authorize(access.ActionClustersWrite, clusterScope, h.newJoinToken))
 }
 
 func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
 	var req ClusterRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
-		apistatus.Write(w, http.StatusBadRequest, "the body must be JSON: {\"group\":..., \"name\":..., \"location\":..., \"mode\":...}")
+	if !readJSON(w, r, &req, clusterRequestShape) {
 		return
 	}
 	mode, err := store.ParseClusterMode(req.Mode)
@@ -132,9 +123,13 @@ func (h *Hub) listClusters(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "list clusters", err)
 		return
 	}
+	// The caller sees the clusters it may read, and no error for others.
+	who := callerOf(r)
 	views := make([]ClusterView, 0, len(cs))
 	for _, c := range cs {
-		views = append(views, h.view(c))
+		if who.may(access.ActionClustersRead, c.ID).Allowed {
+			views = append(views, h.view(c))
+		}
 	}
 	writeJSON(w, http.StatusOK, views)
 }
@@ -142,12 +137,12 @@ func (h *Hub) listClusters(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) clusterFromPath(w http.ResponseWriter, r *http.Request) (store.Cluster, bool) {
 	group, name := r.PathValue("group"), r.PathValue("name")
 	if store.ValidateName(group) != nil || store.ValidateName(name) != nil {
-		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("no cluster %q in group %q", name, group))
+		writeNoCluster(w, group, name)
 		return store.Cluster{}, false
 	}
 	c, err := h.cfg.Store.GetCluster(r.Context(), store.ClusterID(group, name))
 	if errors.Is(err, store.ErrNotFound) {
-		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("no cluster %q in group %q", name, group))
+		writeNoCluster(w, group, name)
 		return store.Cluster{}, false
 	}
 	if err != nil {
@@ -155,6 +150,10 @@ func (h *Hub) clusterFromPath(w http.ResponseWriter, r *http.Request) (store.Clu
 		return store.Cluster{}, false
 	}
 	return c, true
+}
+
+func writeNoCluster(w http.ResponseWriter, group, name string) {
+	apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("no cluster %q in group %q", name, group))
 }
 
 func (h *Hub) issueJoinToken(r *http.Request, cluster string) (JoinTokenView, error) {

@@ -2,10 +2,8 @@ package hub
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -24,6 +22,9 @@ type AssignmentRequest struct {
 	AssigneeType string `json:"assigneeType,omitempty"`
 	Scope        string `json:"scope"`
 }
+
+// assignmentRequestShape shows an AssignmentRequest in error messages.
+const assignmentRequestShape = `{"role":..., "assignee":..., "assigneeType":..., "scope":...}`
 
 // AssignmentView is how the admin API shows a role assignment.
 type AssignmentView struct {
@@ -47,10 +48,10 @@ type RoleView struct {
 }
 
 func (h *Hub) assignmentRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/role-definitions", h.admin(h.listRoles))
-	mux.HandleFunc("POST /api/v1/role-assignments", h.admin(h.createAssignment))
-	mux.HandleFunc("GET /api/v1/role-assignments", h.admin(h.listAssignments))
-	mux.HandleFunc("DELETE /api/v1/role-assignments/{id}", h.admin(h.deleteAssignment))
+	mux.HandleFunc("GET /api/v1/role-definitions", h.authorize("", nil, h.listRoles))
+	mux.HandleFunc("POST /api/v1/role-assignments", h.authorize(access.ActionAssignmentsWrite, newAssignmentScope, h.createAssignment))
+	mux.HandleFunc("GET /api/v1/role-assignments", h.authorize("", nil, h.listAssignments))
+	mux.HandleFunc("DELETE /api/v1/role-assignments/{id}", h.authorize(access.ActionAssignmentsWrite, h.storedAssignmentScope, h.deleteAssignment))
 }
 
 func (h *Hub) listRoles(w http.ResponseWriter, _ *http.Request) {
@@ -67,8 +68,7 @@ func (h *Hub) listRoles(w http.ResponseWriter, _ *http.Request) {
 
 func (h *Hub) createAssignment(w http.ResponseWriter, r *http.Request) {
 	var req AssignmentRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<10)).Decode(&req); err != nil {
-		apistatus.Write(w, http.StatusBadRequest, `the body must be JSON: {"role":..., "assignee":..., "assigneeType":..., "scope":...}`)
+	if !readJSON(w, r, &req, assignmentRequestShape) {
 		return
 	}
 	role, err := access.LookupRole(req.Role)
@@ -118,9 +118,14 @@ func (h *Hub) listAssignments(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "list role assignments", err)
 		return
 	}
+	// The caller sees the assignments at scopes it may read, and no error
+	// for others.
+	who := callerOf(r)
 	out := make([]AssignmentView, 0, len(as))
 	for _, a := range as {
-		out = append(out, assignmentView(a))
+		if who.may(access.ActionAssignmentsRead, a.Scope).Allowed {
+			out = append(out, assignmentView(a))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -130,7 +135,7 @@ func (h *Hub) deleteAssignment(w http.ResponseWriter, r *http.Request) {
 	err := h.cfg.Store.DeleteRoleAssignment(r.Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
-		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("no role assignment %q; list them with: tether role assignment list", id))
+		writeNoAssignment(w, id)
 		return
 	case err != nil:
 		h.internalError(w, "delete the role assignment", err)
@@ -138,6 +143,10 @@ func (h *Hub) deleteAssignment(w http.ResponseWriter, r *http.Request) {
 	}
 	h.logger.Info("role assignment deleted", "assignment", id)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeNoAssignment(w http.ResponseWriter, id string) {
+	apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("no role assignment %q; list them with: tether role assignment list", id))
 }
 
 func assignmentView(a store.RoleAssignment) AssignmentView {

@@ -108,6 +108,12 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 			"no credentials: sign in (tether login) or pass a service-account token of the cluster (tether proxy --token TOKEN)")
 		return
 	}
+	if len(token) > identity.MaxTokenSize {
+		// No token of any kind is this large (a service-account token is
+		// about 1 KiB): refused here, never carried to the cluster.
+		apistatus.Write(w, http.StatusUnauthorized, fmt.Sprintf("your bearer token was refused: it has %d bytes, more than any valid token (at most %d); sign in again (tether login) or pass a service-account token", len(token), identity.MaxTokenSize))
+		return
+	}
 	conn := h.lookup(id)
 	if conn == nil {
 		h.offline(w, r, id, group, name)

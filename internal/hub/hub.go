@@ -25,7 +25,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,9 +60,13 @@ type Config struct {
 	// one of Verifier's issuers. Its callers must exist in Store, which
 	// also holds their groups. Empty: no embedded issuer.
 	EmbeddedIssuer string
-	// Login tells `tether login` where and how to sign in (served at
-	// /api/v1/auth/config). Nil means the hub offers no sign-in.
-	Login *LoginConfig
+	// IssuerHandler serves the embedded issuer's endpoints, under the path
+	// of EmbeddedIssuer. Nil: not served by this hub.
+	IssuerHandler http.Handler
+	// Logins tell `tether login` where and how to sign in (served at
+	// /api/v1/auth/config), the default first. Empty means the hub offers
+	// no sign-in.
+	Logins []LoginConfig
 	// Replica names this hub process in the store. Empty means the host name.
 	Replica string
 	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
@@ -87,6 +93,8 @@ type Hub struct {
 	draining atomic.Bool
 	signer   *identity.AssertionSigner
 	hubKeys  []string // PEM public keys agents trust
+	// issuerPath is the URL path the embedded issuer is served under.
+	issuerPath string
 
 	mu      sync.Mutex            // guards tunnels
 	tunnels map[string]*agentConn // cluster ID -> its live tunnel
@@ -133,6 +141,13 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
 	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, signer: signer, hubKeys: []string{string(pub)}}
+	if cfg.IssuerHandler != nil {
+		u, err := url.Parse(cfg.EmbeddedIssuer)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" || strings.HasSuffix(u.Path, "/") {
+			return nil, fmt.Errorf("hub: embedded issuer URL %q: want https://HOST[:PORT]/PATH", cfg.EmbeddedIssuer)
+		}
+		h.issuerPath = u.Path
+	}
 	h.routes()
 	return h, nil
 }
@@ -148,10 +163,21 @@ func (h *Hub) routes() {
 	mux.HandleFunc("/k8s/{group}/{cluster}", h.gateway)
 	h.adminRoutes(mux)
 	h.assignmentRoutes(mux)
+	h.directoryRoutes(mux)
+	if h.issuerPath != "" {
+		mux.Handle(h.issuerPath+"/", h.cfg.IssuerHandler)
+	}
 	h.mux = mux
 }
 
-// LoginConfig is what `tether login` needs to sign in for this hub.
+// AuthConfig is the answer of GET /api/v1/auth/config.
+type AuthConfig struct {
+	// Issuers are where people and programs sign in for this hub, the
+	// default first.
+	Issuers []LoginConfig `json:"issuers"`
+}
+
+// LoginConfig is what `tether login` needs to sign in at one issuer.
 type LoginConfig struct {
 	// Issuer is the OIDC issuer URL.
 	Issuer string `json:"issuer"`
@@ -163,6 +189,9 @@ type LoginConfig struct {
 	// publicly trusted; the CLI trusts it because it came from the hub it
 	// already pins.
 	IssuerCA string `json:"issuerCA,omitempty"`
+	// Embedded says the issuer is the hub's own: the CLI reaches it as it
+	// reaches the hub (same CA, same proxy).
+	Embedded bool `json:"embedded,omitempty"`
 }
 
 // Handler returns the hub's HTTP handler (for tests and embedding).
@@ -177,11 +206,11 @@ func (h *Hub) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *Hub) authConfig(w http.ResponseWriter, _ *http.Request) {
-	if h.cfg.Login == nil {
+	if len(h.cfg.Logins) == 0 {
 		apistatus.Write(w, http.StatusNotFound, "this hub offers no sign-in; use a service-account token (tether proxy --token)")
 		return
 	}
-	writeJSON(w, http.StatusOK, h.cfg.Login)
+	writeJSON(w, http.StatusOK, AuthConfig{Issuers: h.cfg.Logins})
 }
 
 // Serve serves HTTPS on l with tlsConfig until ctx ends, then drains: it

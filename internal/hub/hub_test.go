@@ -44,10 +44,16 @@ type fixture struct {
 	mu     sync.Mutex // guards now
 }
 
-func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+func newFixture(t *testing.T) *fixture { return newFixtureConfig(t, func(*Config) {}) }
 
 // newFixtureWith is newFixture with sign-in through verifier.
 func newFixtureWith(t *testing.T, verifier *identity.Verifier) *fixture {
+	t.Helper()
+	return newFixtureConfig(t, func(c *Config) { c.Verifier = verifier })
+}
+
+// newFixtureConfig is newFixture with the hub's Config changed by edit.
+func newFixtureConfig(t *testing.T, edit func(*Config)) *fixture {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
@@ -59,7 +65,9 @@ func newFixtureWith(t *testing.T, verifier *identity.Verifier) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Verifier: verifier, Replica: "test", Now: f.clock}, slog.New(slog.DiscardHandler))
+	cfg := Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Replica: "test", Now: f.clock}
+	edit(&cfg)
+	h, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,18 +445,7 @@ func TestSignedInCallers(t *testing.T) {
 	ctx := context.Background()
 	alice := oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice-groups", 3)}
 	bob := oidcprovider.User{Username: "bob", Password: "bob-pw"}
-	p, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice, bob}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	v, err := identity.NewVerifier(identity.Config{Issuers: []identity.IssuerConfig{
-		{URL: p.Issuer, Audiences: []string{oidcprovider.DefaultAudience}, CABundle: p.CAPEM},
-	}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
+	p, v := startProvider(t, oidcprovider.Config{Users: []oidcprovider.User{alice, bob}})
 	f := newFixtureWith(t, v)
 	api := newAPIServer(t)
 	kube := f.createCluster(t, "prod", "kube-rbac")
@@ -529,6 +526,25 @@ func TestSignedInCallers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startProvider starts a real OIDC provider and a verifier that trusts it,
+// both stopped when the test ends.
+func startProvider(t *testing.T, cfg oidcprovider.Config) (*oidcprovider.Provider, *identity.Verifier) {
+	t.Helper()
+	p, err := oidcprovider.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	v, err := identity.NewVerifier(identity.Config{Issuers: []identity.IssuerConfig{
+		{URL: p.Issuer, Audiences: []string{oidcprovider.DefaultAudience}, CABundle: p.CAPEM},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return p, v
 }
 
 func toAny(ss []string) []any {

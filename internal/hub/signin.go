@@ -46,43 +46,20 @@ func (h *Hub) verifyCaller(ctx context.Context, token string) (identity.Principa
 // and the agent's bindings give them their meaning.
 func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token string) (a identity.Assertion, denied bool) {
 	p, err := h.verifyCaller(r.Context(), token)
-	var te *identity.TokenError
-	switch {
-	case errors.As(err, &te):
-		apistatus.Write(w, http.StatusUnauthorized, "your token was refused: "+err.Error()+"; sign in again (tether login)")
-		return a, true
-	case err != nil:
-		h.logger.Warn("verify caller token", "cluster", clusterID, "err", err)
-		apistatus.Write(w, http.StatusServiceUnavailable, "the hub could not check your token right now ("+err.Error()+"); retry shortly")
+	if err != nil {
+		h.refuseCaller(w, err, "sign in again (tether login)")
 		return a, true
 	}
-	principal := access.Principal{ID: p.ID, Type: access.PrincipalUser, Groups: p.Groups}
-	if p.Type == identity.TypeServicePrincipal {
-		principal.Type = access.PrincipalServicePrincipal
-	}
+	principal := accessPrincipal(p)
 	cluster, err := h.cfg.Store.GetCluster(r.Context(), clusterID)
 	if err != nil {
 		h.internalError(w, "look up the cluster", err)
 		return a, true
 	}
-	// Assignments can name the caller or any of its groups; the store holds
-	// only object IDs, so names that are not UUIDs cannot match anything.
-	ids := []string{}
-	for _, id := range append([]string{p.ID}, p.Groups...) {
-		if store.ValidateUUID(id) == nil {
-			ids = append(ids, id)
-		}
-	}
-	var assignments []access.Assignment
-	if len(ids) > 0 {
-		stored, err := h.cfg.Store.ListRoleAssignments(r.Context(), store.AssignmentFilter{Scope: clusterID, Above: true, Below: true, PrincipalIDs: ids})
-		if err != nil {
-			h.internalError(w, "read role assignments", err)
-			return a, true
-		}
-		for _, s := range stored {
-			assignments = append(assignments, s.Assignment)
-		}
+	assignments, err := h.assignmentsOf(r.Context(), p, store.AssignmentFilter{Scope: clusterID, Above: true, Below: true})
+	if err != nil {
+		h.internalError(w, "read role assignments", err)
+		return a, true
 	}
 	if d := access.Connect(principal, clusterID, assignments); !d.Allowed {
 		h.logger.Info("connect denied", "cluster", clusterID, "principal", p.ID)

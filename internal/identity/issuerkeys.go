@@ -50,6 +50,10 @@ type remoteKeys struct {
 	// discovery or keys; others wait for it under their own context.
 	fetching chan struct{}
 
+	// static is set for an issuer whose keys are configured
+	// (IssuerConfig.Keys): keys is then fixed and nothing is fetched.
+	static bool
+
 	mu           sync.Mutex // guards the fields below
 	jwksURL      string     // from discovery; "" until discovery succeeded
 	discoveryAt  time.Time  // last discovery attempt
@@ -114,6 +118,9 @@ func (r *remoteKeys) verify(ctx context.Context, token string, algs []jose.Signa
 // once per interval. keysErr is the error of the last key-set fetch; err
 // is set only when there is no usable key set at all.
 func (r *remoteKeys) load(ctx context.Context, unknownKey bool) (keys []jose.JSONWebKey, keysErr, err error) {
+	if r.static {
+		return r.keys, nil, nil
+	}
 	r.mu.Lock()
 	discover, fetch := r.wantLocked(r.now(), unknownKey)
 	lacking := r.jwksURL == "" || len(r.keys) == 0 || unknownKey

@@ -70,6 +70,10 @@ type IssuerConfig struct {
 	// else the port must be 443). Empty: tokens with overage are refused.
 	// A token never makes the hub contact a host not listed here.
 	GroupEndpointHosts []string
+	// Keys, when set, are the issuer's public signing keys, used as given:
+	// discovery and the key set are never fetched. For the hub's embedded
+	// issuer, whose keys the hub holds.
+	Keys []jose.JSONWebKey
 }
 
 // ClaimMapping names the claims a Principal is read from.
@@ -214,6 +218,14 @@ func newTrustedIssuer(ic IssuerConfig, cfg Config, logger *slog.Logger) (*truste
 	}
 	ti.transport = transport
 	ti.keys = newRemoteKeys(ic.URL, client, cfg.Timeout, cfg.KeyRefreshInterval, cfg.Now, logger)
+	if len(ic.Keys) > 0 {
+		for _, k := range ic.Keys {
+			if !k.IsPublic() || !signingKey(k.Key) {
+				return nil, fmt.Errorf("configured key %s is not a public signing key", quoteBounded(k.KeyID))
+			}
+		}
+		ti.keys.static, ti.keys.keys = true, slices.Clone(ic.Keys)
+	}
 	ti.oidcConfig = oidc.Config{
 		// Audience, azp and the time claims are checked by principal():
 		// go-oidc takes one client ID, no azp rule, and has no leeway on
@@ -274,12 +286,27 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 // tell a signed-in caller's token, which it must verify, from a cluster's
 // service-account token, which only the API server can judge. A token that
 // claims a trusted issuer and fails Verify is refused, never passed on.
+//
+// Trusts judges nothing but the iss claim: a token naming a trusted issuer
+// with alg none, an HMAC alg or a hub assertion's type is still that
+// issuer's (forged) token, for Verify to refuse.
 func (v *Verifier) Trusts(token string) bool {
-	iss, _, err := peek(token)
+	if len(token) > MaxTokenSize {
+		return false
+	}
+	jws, err := splitCompact(token)
 	if err != nil {
 		return false
 	}
-	_, ok := v.issuers[iss]
+	claims, err := decodeClaimSet(jws.payload)
+	if err != nil {
+		return false
+	}
+	iss, ok, err := claims.str("iss")
+	if err != nil || !ok {
+		return false
+	}
+	_, ok = v.issuers[iss]
 	return ok
 }
 

@@ -3,6 +3,7 @@ package identity
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -461,5 +462,71 @@ func TestNewValidates(t *testing.T) {
 				t.Errorf("error %q, want one containing %q", errString(err), tc.wantMsg)
 			}
 		})
+	}
+}
+
+// TestVerifyStaticKeys: an issuer configured with its keys (the hub's
+// embedded issuer) is verified against them alone; its URL is never
+// contacted, and a key not configured is refused.
+func TestVerifyStaticKeys(t *testing.T) {
+	clock := newClock()
+	key, other := newECKey(t, "embedded-1"), newECKey(t, "embedded-1")
+	const iss = "https://hub.invalid/oidc"
+	jwk := jose.JSONWebKey{Key: key.priv.Public(), KeyID: key.kid, Algorithm: "ES256", Use: "sig"}
+	v, err := NewVerifier(Config{Issuers: []IssuerConfig{{URL: iss, Audiences: []string{"tether"}, Keys: []jose.JSONWebKey{jwk}}}, Now: clock.Now}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := entraClaims(iss).with("aud", "tether")
+	p, err := v.Verify(t.Context(), key.sign(t, claims))
+	if err != nil {
+		t.Fatalf("a token signed with the configured key: %v", err)
+	}
+	if p.ID != testOID || p.Issuer != iss {
+		t.Errorf("principal %+v", p)
+	}
+	_, err = v.Verify(t.Context(), other.sign(t, claims))
+	if diff := cmp.Diff(ErrBadSignature, reason(err), cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("another key with the same kid: error %v (-want +got):\n%s", err, diff)
+	}
+	_, err = v.Verify(t.Context(), newECKey(t, "embedded-2").sign(t, claims))
+	if diff := cmp.Diff(ErrBadSignature, reason(err), cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("an unknown kid (nothing to fetch): error %v (-want +got):\n%s", err, diff)
+	}
+	priv := jose.JSONWebKey{Key: key.priv, KeyID: key.kid}
+	if _, err := NewVerifier(Config{Issuers: []IssuerConfig{{URL: iss, Audiences: []string{"tether"}, Keys: []jose.JSONWebKey{priv}}}}, nil); err == nil {
+		t.Error("a private key as a configured key was accepted")
+	}
+}
+
+// TestTrustsForgedAlgorithms: a token naming a trusted issuer is the
+// hub's to judge, whatever its alg, so that a forgery is refused at the
+// hub instead of passing through as a service-account token.
+func TestTrustsForgedAlgorithms(t *testing.T) {
+	f := newFixture(t)
+	enc := base64.RawURLEncoding
+	forged := func(alg, iss string) string {
+		return enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(`{"iss":"`+iss+`","oid":"x"}`)) + "."
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  bool
+	}{
+		{"alg none, trusted issuer", forged("none", f.entra.url), true},
+		{"HS256, trusted issuer", forged("HS256", f.entra.url) + "c2ln", true},
+		{"RS256 signed, trusted issuer", f.rsaKey.sign(t, entraClaims(f.entra.url)), true},
+		{"alg none, unknown issuer", forged("none", "https://elsewhere.invalid"), false},
+		{"not a JWS", "opaque-service-account-token", false},
+		{"too large", forged("none", f.entra.url) + strings.Repeat("A", MaxTokenSize), false},
+	} {
+		if got := f.v.Trusts(tc.token); got != tc.want {
+			t.Errorf("%s: Trusts = %v, want %v", tc.name, got, tc.want)
+		}
+		if tc.want && tc.name != "RS256 signed, trusted issuer" {
+			if _, err := f.v.Verify(t.Context(), tc.token); !errors.Is(err, ErrDisallowedAlgorithm) {
+				t.Errorf("%s: Verify error %v, want %v", tc.name, err, ErrDisallowedAlgorithm)
+			}
+		}
 	}
 }

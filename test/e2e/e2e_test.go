@@ -47,6 +47,9 @@ func TestMain(m *testing.M) {
 	if sharedIdP != nil {
 		sharedIdP.Close()
 	}
+	if otherTenantIdP != nil {
+		otherTenantIdP.Close()
+	}
 	if idpDir != "" {
 		os.RemoveAll(idpDir)
 	}
@@ -57,9 +60,11 @@ func TestMain(m *testing.M) {
 // process outside, trusted by the hub through --oidc-issuers.
 var (
 	sharedIdP *oidcprovider.Provider
-	idpDir    string
-	alice     = oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice", 3)}
-	mallory   = oidcprovider.User{Username: "mallory", Password: "mallory-pw", Groups: []string{"system:masters"}}
+	// otherTenantIdP is trusted for one tenant its tokens never carry.
+	otherTenantIdP *oidcprovider.Provider
+	idpDir         string
+	alice          = oidcprovider.User{Username: "alice", Password: "alice-pw", Groups: oidcprovider.GroupIDs("alice", 3)}
+	mallory        = oidcprovider.User{Username: "mallory", Password: "mallory-pw", Groups: []string{"system:masters"}}
 	// olga is in 500 groups: her tokens carry an Entra-style group overage.
 	olga  = oidcprovider.User{Username: "olga", Password: "olga-pw", Groups: oidcprovider.GroupIDs("olga", 500)}
 	ciBot = oidcprovider.Client{ID: "ci-bot", Secret: "ci-bot-secret"}
@@ -76,8 +81,15 @@ func startIdP(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q, "groupEndpointHosts": [%q], "cliClientID": %q}]`,
-		p.Issuer, oidcprovider.DefaultAudience, p.CAFile, u.Host, oidcprovider.HarnessClientID)
+	other, err := oidcprovider.Start(ctx, oidcprovider.Config{Users: []oidcprovider.User{alice}})
+	if err != nil {
+		return nil, err
+	}
+	otherTenantIdP = other
+	issuers := fmt.Sprintf(`[{"url": %q, "audiences": [%q], "caFile": %q, "groupEndpointHosts": [%q], "cliClientID": %q, "tenants": [%q]},
+		{"url": %q, "audiences": [%q], "caFile": %q, "tenants": [%q]}]`,
+		p.Issuer, oidcprovider.DefaultAudience, p.CAFile, u.Host, oidcprovider.HarnessClientID, p.Config.TenantID,
+		other.Issuer, oidcprovider.DefaultAudience, other.CAFile, "00000000-0000-4000-8000-00000000beef")
 	path := filepath.Join(dir, "issuers.json")
 	if err := os.WriteFile(path, []byte(issuers), 0o600); err != nil {
 		return nil, err

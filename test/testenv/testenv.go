@@ -333,6 +333,22 @@ func (e *Env) TetherCmd(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// UserCmd is tether run as a person or program that is not the hub's
+// admin: HOME (so ~/.kube/cache/tether) is home, and no admin token.
+func (e *Env) UserCmd(ctx context.Context, home string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.Tether, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TETHER_") && !strings.HasPrefix(kv, "HOME=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "TETHER_HUB="+e.HubURL, "TETHER_HUB_CA="+e.HubCA, "HOME="+home)
+	return cmd
+}
+
+// HubDataDir is the hub's --data-dir.
+func (e *Env) HubDataDir() string { return filepath.Join(e.Dir, "hub") }
+
 // ClusterView is what `tether cluster show -o json` prints.
 type ClusterView struct {
 	Connected         bool

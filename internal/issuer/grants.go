@@ -1,0 +1,425 @@
+package issuer
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/store"
+)
+
+// Grant types of the token endpoint.
+const (
+	grantClientCredentials = "client_credentials"
+	grantDeviceCode        = "urn:ietf:params:oauth:grant-type:device_code"
+	grantAuthorizationCode = "authorization_code"
+	grantRefreshToken      = "refresh_token"
+)
+
+// oauthError is an error answer of the token or device authorization
+// endpoint (RFC 6749 5.2), or of the authorization endpoint's redirect.
+type oauthError struct {
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	status      int
+	cause       error // logged, never sent
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+// logAttrs describe a refusal for the log. Descriptions name no secret:
+// they quote only client IDs, scopes, resources and parameter names.
+func (e *oauthError) logAttrs(r *http.Request) []any {
+	attrs := []any{"oauth_error", e.Code, "description", e.Description, "remote_addr", r.RemoteAddr}
+	if e.cause != nil {
+		attrs = append(attrs, "err", e.cause)
+	}
+	return attrs
+}
+
+// level is how loudly a refusal is logged: the hub's failures as errors,
+// failed authentication as information, the rest (such as every
+// authorization_pending of a device code poll) for debugging.
+func (e *oauthError) level() slog.Level {
+	switch {
+	case e.status >= 500:
+		return slog.LevelError
+	case e.Code == "invalid_client" || e.Code == "invalid_grant":
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
+}
+
+// badRequest is a 400 answer.
+func badRequest(code, format string, args ...any) *oauthError {
+	return &oauthError{Code: code, Description: fmt.Sprintf(format, args...), status: http.StatusBadRequest}
+}
+
+// invalidClient is the 401 answer to a client that failed to
+// authenticate.
+func invalidClient(format string, args ...any) *oauthError {
+	return &oauthError{Code: "invalid_client", Description: fmt.Sprintf(format, args...), status: http.StatusUnauthorized}
+}
+
+// serverError is a 500 answer, whose cause is logged.
+func serverError(cause error) *oauthError {
+	return &oauthError{Code: "server_error", Description: "the hub could not complete the request; try again, and tell its operator if it persists", status: http.StatusInternalServerError, cause: cause}
+}
+
+// errClientAuth is the one answer to an unknown client ID and a wrong or
+// expired secret, so the answer does not tell which client IDs exist.
+const errClientAuth = "client authentication failed: unknown client ID, or a wrong or expired secret"
+
+func (i *Issuer) writeOAuthError(w http.ResponseWriter, r *http.Request, e *oauthError) {
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tether", charset="UTF-8"`)
+	}
+	i.logger.Log(r.Context(), e.level(), "token request refused", e.logAttrs(r)...)
+	writeJSON(w, e.status, e)
+}
+
+// readForm parses a form-encoded POST body (never the query), bounded,
+// and refuses repeated parameters (RFC 6749 3.1).
+func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil, badRequest("invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		return nil, badRequest("invalid_request", "the form cannot be read: %v", err)
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 && k != "resource" {
+			return nil, badRequest("invalid_request", "the parameter %s is repeated", boundedQuote(k))
+		}
+	}
+	return r.PostForm, nil
+}
+
+func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
+	form, oerr := readForm(w, r)
+	if oerr != nil {
+		i.writeOAuthError(w, r, oerr)
+		return
+	}
+	var resp tokenResponse
+	switch gt := form.Get("grant_type"); gt {
+	case grantClientCredentials:
+		resp, oerr = i.clientCredentials(r, form)
+	case grantDeviceCode:
+		resp, oerr = i.deviceCodeGrant(r, form)
+	case grantAuthorizationCode:
+		resp, oerr = i.authorizationCodeGrant(r, form)
+	case grantRefreshToken:
+		resp, oerr = i.refreshTokenGrant(r, form)
+	case "":
+		oerr = badRequest("invalid_request", "grant_type is required")
+	default:
+		oerr = badRequest("unsupported_grant_type", "grant type %s is not supported; use %s, %s, %s or %s",
+			boundedQuote(gt), grantClientCredentials, grantDeviceCode, grantAuthorizationCode, grantRefreshToken)
+	}
+	if oerr != nil {
+		i.writeOAuthError(w, r, oerr)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// client is how a client identified itself: client_id and client_secret
+// from HTTP Basic authentication or the form.
+type client struct {
+	id, secret string
+}
+
+// clientOf reads the client's credentials. Both ways may be used at once
+// only if they agree.
+func clientOf(r *http.Request, form url.Values) (client, *oauthError) {
+	c := client{id: form.Get("client_id"), secret: form.Get("client_secret")}
+	user, pass, basic := r.BasicAuth()
+	if !basic {
+		if r.Header.Get("Authorization") != "" {
+			return client{}, invalidClient("only HTTP Basic client authentication is supported")
+		}
+		return c, nil
+	}
+	// RFC 6749 2.3.1: both are form-encoded before Basic encoding.
+	id, err1 := url.QueryUnescape(user)
+	secret, err2 := url.QueryUnescape(pass)
+	if err1 != nil || err2 != nil {
+		return client{}, invalidClient("the Basic credentials are not form-encoded")
+	}
+	if c.id != "" && c.id != id || c.secret != "" && c.secret != secret {
+		return client{}, badRequest("invalid_request", "the client credentials in the Authorization header and in the form differ")
+	}
+	return client{id: id, secret: secret}, nil
+}
+
+// cliRequest checks a request of the tether CLI, a public client: its
+// client ID, no secret, and the resource if one is named.
+func (i *Issuer) cliRequest(r *http.Request, form url.Values) (client, *oauthError) {
+	c, oerr := clientOf(r, form)
+	if oerr == nil {
+		oerr = i.cliClient(c)
+	}
+	if oerr == nil {
+		oerr = i.checkResource(form)
+	}
+	return c, oerr
+}
+
+// cliClient checks that c is the tether CLI.
+func (i *Issuer) cliClient(c client) *oauthError {
+	switch {
+	case c.id == "":
+		return badRequest("invalid_request", "client_id is required")
+	case c.id != i.cfg.CLIClientID:
+		return invalidClient("client %s may not use this grant: people sign in only through the tether CLI (client ID %s)", boundedQuote(c.id), i.cfg.CLIClientID)
+	case c.secret != "":
+		return invalidClient("the tether CLI is a public client: send no client secret")
+	}
+	return nil
+}
+
+func (i *Issuer) clientCredentials(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
+	c, oerr := clientOf(r, form)
+	switch {
+	case oerr != nil:
+		return tokenResponse{}, oerr
+	case c.id == "" || c.secret == "":
+		return tokenResponse{}, invalidClient("client credentials need client_id and client_secret (HTTP Basic or form)")
+	case c.id == i.cfg.CLIClientID:
+		return tokenResponse{}, badRequest("unauthorized_client", "the tether CLI is a public client and cannot use client credentials; sign in as a person (device code or browser)")
+	}
+	now := i.cfg.Now()
+	sp, secrets, err := i.cfg.Store.FindClientSecrets(r.Context(), c.id, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return tokenResponse{}, invalidClient("%s", errClientAuth)
+	case err != nil:
+		return tokenResponse{}, serverError(fmt.Errorf("look up client %s: %w", c.id, err))
+	case !MatchClientSecret(c.secret, secrets):
+		e := invalidClient("%s", errClientAuth)
+		e.cause = fmt.Errorf("client %s: no matching unexpired secret", c.id)
+		return tokenResponse{}, e
+	}
+	if oerr := i.checkAppScope(form); oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	if oerr := i.checkResource(form); oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	resp, err := i.appTokens(now, sp.ID, sp.DisplayName, sp.ClientID)
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	i.logger.Info("token issued", "grant_type", grantClientCredentials, "principal", sp.ID, "client_id", sp.ClientID)
+	return resp, nil
+}
+
+func (i *Issuer) deviceCodeGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
+	if _, oerr := i.cliRequest(r, form); oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	code := form.Get("device_code")
+	if code == "" {
+		return tokenResponse{}, badRequest("invalid_request", "device_code is required")
+	}
+	now := i.cfg.Now()
+	g, state := i.devices.poll(now, code)
+	switch state {
+	case pollUnknown:
+		return tokenResponse{}, badRequest("invalid_grant", "unknown device code (it may have expired or been used); run the sign-in again")
+	case pollExpired:
+		return tokenResponse{}, badRequest("expired_token", "the device code has expired; run the sign-in again")
+	case pollTooFast:
+		return tokenResponse{}, badRequest("slow_down", "polling too fast; wait %s between polls", g.interval)
+	case pollPending:
+		return tokenResponse{}, badRequest("authorization_pending", "waiting for the person to sign in in the browser")
+	case pollDenied:
+		return tokenResponse{}, badRequest("access_denied", "the sign-in was denied in the browser")
+	}
+	return i.issueToPerson(grantDeviceCode, now, g.user, g.scopes, "")
+}
+
+func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
+	c, oerr := i.cliRequest(r, form)
+	if oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	code, verifier := form.Get("code"), form.Get("code_verifier")
+	switch {
+	case code == "":
+		return tokenResponse{}, badRequest("invalid_request", "code is required")
+	case verifier == "":
+		return tokenResponse{}, badRequest("invalid_request", "code_verifier is required: this issuer requires PKCE")
+	}
+	now := i.cfg.Now()
+	// The code is used up by this attempt, whatever its outcome.
+	ac, ok := i.codes.take(now, code)
+	switch {
+	case !ok:
+		return tokenResponse{}, badRequest("invalid_grant", "the authorization code is unknown, expired or already used; sign in again")
+	case ac.clientID != c.id:
+		return tokenResponse{}, badRequest("invalid_grant", "the authorization code was issued to another client")
+	case ac.redirectURI != form.Get("redirect_uri"):
+		return tokenResponse{}, badRequest("invalid_grant", "redirect_uri does not match the one of the authorization request")
+	case !validVerifier(verifier):
+		return tokenResponse{}, badRequest("invalid_grant", "code_verifier is not 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)")
+	case subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(ac.challenge)) != 1:
+		return tokenResponse{}, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
+	}
+	return i.issueToPerson(grantAuthorizationCode, now, ac.user, ac.scopes, ac.nonce)
+}
+
+// s256 is the PKCE S256 code challenge of a verifier.
+func s256(verifier string) string {
+	h := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// validVerifier checks a PKCE code verifier's form (RFC 7636 4.1).
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	return !strings.ContainsFunc(v, func(r rune) bool {
+		return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~", r))
+	})
+}
+
+func (i *Issuer) refreshTokenGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
+	c, oerr := i.cliRequest(r, form)
+	if oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	raw := form.Get("refresh_token")
+	if raw == "" {
+		return tokenResponse{}, badRequest("invalid_request", "refresh_token is required")
+	}
+	now := i.cfg.Now()
+	rc, err := i.parseRefreshToken(raw, now)
+	if err != nil {
+		return tokenResponse{}, badRequest("invalid_grant", "%v; sign in again", err)
+	}
+	if rc.ClientID != c.id {
+		return tokenResponse{}, badRequest("invalid_grant", "the refresh token was issued to another client")
+	}
+	granted := strings.Fields(rc.Scope)
+	scopes := granted
+	if s := form.Get("scope"); s != "" {
+		scopes = strings.Fields(s)
+		for _, sc := range scopes {
+			if !slices.Contains(granted, sc) {
+				return tokenResponse{}, badRequest("invalid_scope", "scope %s was not granted at sign-in", boundedQuote(sc))
+			}
+		}
+	}
+	p, oerr := i.currentPerson(r.Context(), rc)
+	if oerr != nil {
+		return tokenResponse{}, oerr
+	}
+	return i.issueToPerson(grantRefreshToken, now, p, scopes, "")
+}
+
+// currentPerson returns the user a refresh token names, if they still
+// exist with the password they signed in with.
+func (i *Issuer) currentPerson(ctx context.Context, rc refreshClaims) (person, *oauthError) {
+	gone := badRequest("invalid_grant", "the user of this refresh token no longer exists; sign in again")
+	p, err := i.cfg.Store.GetPrincipal(ctx, rc.Subject)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		return person{}, gone
+	case err != nil:
+		return person{}, serverError(fmt.Errorf("look up principal %s: %w", rc.Subject, err))
+	case p.Type != access.PrincipalUser:
+		return person{}, gone
+	}
+	// Only the sign-in lookup returns the password hash.
+	u, err := i.cfg.Store.GetUserByLogin(ctx, p.LoginName)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return person{}, gone
+	case err != nil:
+		return person{}, serverError(fmt.Errorf("look up user %s: %w", rc.Subject, err))
+	case u.ID != rc.Subject:
+		return person{}, gone
+	case !pwdMatches(rc.Pwd, u.PasswordHash):
+		return person{}, badRequest("invalid_grant", "the user's password was changed or removed since this sign-in; sign in again")
+	}
+	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, pwd: rc.Pwd, authTime: time.Unix(rc.AuthTime, 0)}, nil
+}
+
+func (i *Issuer) issueToPerson(grant string, now time.Time, p person, scopes []string, nonce string) (tokenResponse, *oauthError) {
+	resp, err := i.personTokens(now, p, scopes, nonce)
+	if err != nil {
+		return tokenResponse{}, serverError(err)
+	}
+	i.logger.Info("token issued", "grant_type", grant, "principal", p.ID, "client_id", i.cfg.CLIClientID)
+	return resp, nil
+}
+
+// scopesSupported are the scopes a person may ask for.
+func (i *Issuer) scopesSupported() []string {
+	return []string{scopeOpenID, scopeProfile, scopeOfflineAccess, i.cfg.Audience + "/.default"}
+}
+
+// personScopes parses a person's scope parameter: known scopes only, each
+// once, in the order given.
+func (i *Issuer) personScopes(raw string) ([]string, *oauthError) {
+	supported := i.scopesSupported()
+	var scopes []string
+	for _, s := range strings.Fields(raw) {
+		if !slices.Contains(supported, s) {
+			return nil, badRequest("invalid_scope", "scope %s is not supported; this issuer grants %s", boundedQuote(s), strings.Join(supported, ", "))
+		}
+		if !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	return scopes, nil
+}
+
+// checkAppScope checks a service principal's scope parameter: only the
+// audience, as itself or as Entra's "<audience>/.default".
+func (i *Issuer) checkAppScope(form url.Values) *oauthError {
+	for _, s := range strings.Fields(form.Get("scope")) {
+		if s != i.cfg.Audience && s != i.cfg.Audience+"/.default" {
+			return badRequest("invalid_scope", "scope %s is not supported; a service principal may ask only for %s or %s/.default",
+				boundedQuote(s), i.cfg.Audience, i.cfg.Audience)
+		}
+	}
+	return nil
+}
+
+// checkResource checks the resource (RFC 8707) and audience parameters:
+// the only resource is the hub.
+func (i *Issuer) checkResource(form url.Values) *oauthError {
+	for _, k := range []string{"resource", "audience"} {
+		for _, v := range form[k] {
+			if v != i.cfg.Audience {
+				return badRequest("invalid_target", "%s %s is not served by this issuer; its tokens are for %s", k, boundedQuote(v), i.cfg.Audience)
+			}
+		}
+	}
+	return nil
+}
+
+// boundedQuote quotes a caller's value for a message, cut to 64 characters.
+func boundedQuote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%.64q...", s)
+	}
+	return fmt.Sprintf("%q", s)
+}
