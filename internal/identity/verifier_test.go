@@ -530,3 +530,36 @@ func TestTrustsForgedAlgorithms(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkVerifyStaticKey: a full verification of an embedded-issuer
+// token (parse, signature, claims), against its baseline, the bare ES256
+// signature check every verification must make.
+func BenchmarkVerifyStaticKey(b *testing.B) {
+	key := newECKey(b, "embedded-1")
+	const iss = "https://hub.invalid/oidc"
+	jwk := jose.JSONWebKey{Key: key.priv.Public(), KeyID: key.kid, Algorithm: "ES256", Use: "sig"}
+	now := time.Now()
+	v, err := NewVerifier(Config{Issuers: []IssuerConfig{{URL: iss, Audiences: []string{"tether"}, Keys: []jose.JSONWebKey{jwk}}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	token := key.sign(b, entraClaims(iss).with("aud", "tether", "exp", now.Add(time.Hour).Unix(), "iat", now.Unix(), "nbf", now.Unix()))
+	b.Run("baseline: ES256 signature only", func(b *testing.B) {
+		for b.Loop() {
+			jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := jws.Verify(jwk); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Verify", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.Verify(b.Context(), token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
