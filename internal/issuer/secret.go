@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"unicode/utf8"
 
@@ -34,6 +35,17 @@ const (
 	argonKeyLen  = 32
 	argonSaltLen = 16
 )
+
+// argonSlots bounds the Argon2id computations running at once: each takes
+// argonMemory (19 MiB) for about 20 ms, so a flood of sign-ins queues here
+// instead of growing the hub's memory without limit.
+var argonSlots = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+
+func argonKey(pw, salt []byte, passes, mem uint32, threads uint8, keyLen uint32) []byte {
+	argonSlots <- struct{}{}
+	defer func() { <-argonSlots }()
+	return argon2.IDKey(pw, salt, passes, mem, threads, keyLen)
+}
 
 // NewClientSecret returns a fresh client secret (shown once, never stored)
 // and the hash the store keeps.
@@ -82,7 +94,7 @@ func HashPassword(pw string) ([]byte, error) {
 	}
 	salt := make([]byte, argonSaltLen)
 	rand.Read(salt)
-	key := argon2.IDKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	key := argonKey([]byte(pw), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
 	b64 := base64.RawStdEncoding
 	return fmt.Appendf(nil, "$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, argonMemory, argonTime, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
@@ -120,6 +132,6 @@ func CheckPassword(hash []byte, pw string) (bool, error) {
 	if err != nil || len(want) == 0 || len(want) > 64 {
 		return false, errors.New("password hash key is not valid base64 of 1 to 64 bytes")
 	}
-	got := argon2.IDKey([]byte(pw), salt, passes, mem, threads, uint32(len(want)))
+	got := argonKey([]byte(pw), salt, passes, mem, threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }

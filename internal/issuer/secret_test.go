@@ -49,3 +49,29 @@ func TestClientSecret(t *testing.T) {
 		t.Fatal("a wrong secret matched")
 	}
 }
+
+// BenchmarkSecretChecks: what one sign-in costs the hub, a person's
+// password (Argon2id, deliberately slow) against a service principal's
+// random secret (SHA-256), the baseline.
+func BenchmarkSecretChecks(b *testing.B) {
+	secret, hash := NewClientSecret()
+	stored := []store.ClientSecret{{Hash: hash}}
+	b.Run("baseline: client secret", func(b *testing.B) {
+		for b.Loop() {
+			if !MatchClientSecret(secret, stored) {
+				b.Fatal("no match")
+			}
+		}
+	})
+	pwHash, err := HashPassword("correct horse battery")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("password", func(b *testing.B) {
+		for b.Loop() {
+			if ok, err := CheckPassword(pwHash, "correct horse battery"); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+}
