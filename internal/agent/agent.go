@@ -71,6 +71,10 @@ type EnrollResponse struct {
 	// HubKeys are the PEM Ed25519 public keys the hub signs assertions
 	// with; the agent accepts a request only with a valid assertion.
 	HubKeys []string `json:"hubKeys"`
+	// TunnelURL is the hub endpoint of the cluster's location, which the
+	// agent dials for its tunnel and status reports from now on. Empty: the
+	// URL it enrolled at.
+	TunnelURL string `json:"tunnelURL,omitempty"`
 }
 
 // Config configures an agent.
