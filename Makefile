@@ -3,6 +3,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0
 LDFLAGS := -X tether.dev/tether/internal/cli.Version=$(VERSION)
 # The nested modules of the test rig, tested and linted on their own.
 RIG_MODULES := hack/rig/kube hack/rig/etcd hack/rig/node
+# The agent chart's test, a module of its own so that Helm's dependencies
+# never move the main module's versions.
+CHART_MODULE := deploy/helm/chartest
 GO_TEST_FLAGS ?= -race -count=1 -timeout=45m
 
 .PHONY: build test demo lint deps rig
@@ -21,6 +24,7 @@ rig: deps
 test: deps rig lint
 	go test $(GO_TEST_FLAGS) ./...
 	cd hack/rig/node && go test $(GO_TEST_FLAGS) ./...
+	cd $(CHART_MODULE) && go test $(GO_TEST_FLAGS) ./...
 
 demo: deps
 	go run ./test/demo
@@ -28,4 +32,4 @@ demo: deps
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	@for m in $(RIG_MODULES); do (cd $$m && go vet ./...) || exit 1; done
+	@for m in $(RIG_MODULES) $(CHART_MODULE); do (cd $$m && go vet ./...) || exit 1; done

@@ -8,9 +8,14 @@
 //
 // First run: the agent generates an Ed25519 key, presents the one-time join
 // token with its public key to the hub (enrollment) and stores the key and
-// its cluster ID in its state directory. Every later connection is proved
-// with that key (package agentkey). After any failure it reconnects with
-// exponential backoff and full jitter.
+// the hub's answer in its state directory or state Secret. Every later
+// connection, and every status report, is proved with that key (package
+// agentkey). After any failure it reconnects with exponential backoff and
+// full jitter.
+//
+// Beside the tunnel, the agent probes the API server, reports its status to
+// the hub (StatusReport) and serves health checks and Prometheus metrics
+// (docs/agent.md).
 package agent
 
 import (
@@ -23,21 +28,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
-	"tether.dev/tether/internal/agentkey"
-	"tether.dev/tether/internal/atomicfile"
-	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/tunnel"
 )
 
@@ -79,19 +79,26 @@ type EnrollResponse struct {
 
 // Config configures an agent.
 type Config struct {
-	// Hub is the hub's base URL, https://HOST[:PORT]. Required.
+	// Hub is the hub's base URL, https://HOST[:PORT], where the agent
+	// enrolls. Required. After enrollment the tunnel and status reports go to
+	// the EnrollResponse's TunnelURL when the hub sent one.
 	Hub *url.URL
-	// HubClient carries enrollment and the tunnel: its transport holds the
-	// hub's CA bundle and the HTTPS_PROXY settings. It is used for the hub
-	// only, never for the API server. Nil means a client with the system
-	// roots and http.ProxyFromEnvironment.
+	// HubClient carries enrollment, the tunnel and status reports: its
+	// transport holds the hub's CA bundle and the HTTPS_PROXY settings. It
+	// is used for the hub only, never for the API server. Nil means a client
+	// with the system roots and http.ProxyFromEnvironment.
 	HubClient *http.Client
 	// JoinToken is the one-time token from cluster registration; needed only
-	// until enrollment succeeds.
+	// until enrollment succeeds, and ignored (with a log line) after.
 	JoinToken string
-	// StateDir keeps the agent's key (agent.key) and cluster ID (cluster);
-	// created 0700, files 0600. Required.
+	// StateDir keeps the agent's key (agent.key) and the hub's enrollment
+	// answer (hub.json); created 0700, files 0600.
 	StateDir string
+	// StateSecret keeps the same two entries as the keys of a Secret, read
+	// and written with the agent's own credentials (get, and create or
+	// update), so the replicas of a Deployment share one enrollment.
+	// Exactly one of StateDir and StateSecret is required.
+	StateSecret types.NamespacedName
 	// APIServer is how the agent reaches the API server (in-cluster config
 	// or a kubeconfig). Required.
 	APIServer *rest.Config
@@ -103,16 +110,34 @@ type Config struct {
 	// StableAfter is how long a tunnel must stay up for the backoff to
 	// reset. Zero means 30 s.
 	StableAfter time.Duration
+	// CheckInterval is how often the agent probes the API server (GET
+	// /version) for /readyz and for LastError. Zero means 10 s.
+	CheckInterval time.Duration
+	// StatusInterval is how often the agent re-checks its permissions and
+	// node count and reports its status to the hub; it also reports at each
+	// tunnel connect and as soon as LastError changes. Zero means 60 s.
+	StatusInterval time.Duration
+	// HealthListener, when not nil, serves /livez, /readyz (and
+	// /readyz/NAME for each check) and /metrics. Run closes it.
+	HealthListener net.Listener
 	// Tunnel tunes the multiplexed connection; zero values are the tunnel
 	// package's defaults.
 	Tunnel tunnel.Config
 }
 
-// Agent is a configured agent; Run it.
+// Agent is a configured agent; Run it once.
 type Agent struct {
-	cfg    Config
-	logger *slog.Logger
-	proxy  *apiProxy
+	cfg     Config
+	logger  *slog.Logger
+	proxy   *apiProxy
+	state   stateStore
+	kube    *kubeClients
+	vitals  vitals
+	metrics *metrics
+	// wake asks the monitor for a full check and a status report now
+	// (enrolled, tunnel connected, mode changed). One pending request is
+	// enough, hence the buffer of one.
+	wake chan struct{}
 }
 
 // ErrRefused wraps the hub's permanent refusals (bad or used join token,
@@ -124,8 +149,14 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if cfg.Hub == nil || cfg.Hub.Host == "" || cfg.Hub.Scheme != "https" {
 		return nil, errors.New("agent: the hub URL must be https://HOST[:PORT]")
 	}
-	if cfg.StateDir == "" {
-		return nil, errors.New("agent: a state directory is required")
+	secret := cfg.StateSecret != types.NamespacedName{}
+	switch {
+	case cfg.StateDir == "" && !secret:
+		return nil, errors.New("agent: a state directory or state Secret is required")
+	case cfg.StateDir != "" && secret:
+		return nil, errors.New("agent: give a state directory or a state Secret, not both")
+	case secret && (cfg.StateSecret.Namespace == "" || cfg.StateSecret.Name == ""):
+		return nil, fmt.Errorf("agent: state Secret %q must be NAMESPACE/NAME", cfg.StateSecret)
 	}
 	if cfg.APIServer == nil {
 		return nil, errors.New("agent: the API server config is required")
@@ -135,14 +166,22 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		t.Proxy = http.ProxyFromEnvironment
 		cfg.HubClient = &http.Client{Transport: t}
 	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = 500 * time.Millisecond
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 30 * time.Second
-	}
-	if cfg.StableAfter == 0 {
-		cfg.StableAfter = 30 * time.Second
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&cfg.MinBackoff, 500 * time.Millisecond},
+		{&cfg.MaxBackoff, 30 * time.Second},
+		{&cfg.StableAfter, 30 * time.Second},
+		{&cfg.CheckInterval, 10 * time.Second},
+		{&cfg.StatusInterval, time.Minute},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return nil, fmt.Errorf("agent: negative interval %s", *d.v)
+		}
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -156,23 +195,50 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Agent{cfg: cfg, logger: logger, proxy: proxy}, nil
+	kube, err := newKubeClients(cfg.APIServer, cfg.Version)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var state stateStore = dirState{dir: cfg.StateDir}
+	if secret {
+		state = secretState{secrets: kube.client.CoreV1(), ref: cfg.StateSecret}
+	}
+	a := &Agent{cfg: cfg, logger: logger, proxy: proxy, state: state, kube: kube, wake: make(chan struct{}, 1)}
+	a.metrics = newMetrics(cfg.Version)
+	a.vitals.s.beat = time.Now()
+	return a, nil
 }
 
-// enrollment is what the agent keeps in its state directory.
-type enrollment struct {
-	key      ed25519.PrivateKey
-	cluster  string
-	verifier *identity.AssertionVerifier
-}
-
-// Run enrolls if needed, then keeps a tunnel to the hub until ctx ends. It
-// returns nil when ctx ends, or an error wrapping ErrRefused when the hub
-// permanently refuses the agent. Every goroutine it starts has exited when
-// it returns.
+// Run enrolls if needed, then keeps a tunnel to the hub until ctx ends;
+// meanwhile it probes the API server, reports status to the hub and serves
+// the health listener. It returns nil when ctx ends, or an error wrapping
+// ErrRefused when the hub permanently refuses the agent. Every goroutine it
+// starts has exited when it returns.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var health *http.Server
+	if l := a.cfg.HealthListener; l != nil {
+		health = a.healthServer()
+		wg.Go(func() { health.Serve(l) }) // returns once health is closed
+	}
+	wg.Go(func() { a.monitor(ctx) })
+	err := a.serve(ctx)
+	a.vitals.set(func(v *vitalSigns) { v.stopping = true })
+	cancel()
+	if health != nil {
+		health.Close()
+	}
+	wg.Wait()
+	a.kube.closeIdle()
+	return err
+}
+
+// serve enrolls, then keeps the tunnel up.
+func (a *Agent) serve(ctx context.Context) error {
 	bo := newBackoff(a.cfg.MinBackoff, a.cfg.MaxBackoff)
-	var en enrollment
+	var en *enrollment
 	for {
 		var err error
 		en, err = a.enrollment(ctx)
@@ -189,9 +255,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	bo.reset()
-	key, cluster := en.key, en.cluster
-	handler := a.proxy.forCluster(cluster, en.verifier)
-	a.checkPermissions(ctx, false)
+	a.vitals.set(func(v *vitalSigns) { v.en = en })
+	a.poke()
+	handler := a.metrics.instrument(a.proxy.forCluster(en.cluster, en.verifier))
 	rbac := &rbacManager{cfg: a.cfg.APIServer, logger: a.logger}
 	defer rbac.stop()
 
@@ -199,7 +265,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer served.Wait()
 	for {
 		start := time.Now()
-		err := a.connect(ctx, key, cluster, handler, rbac, &served)
+		err := a.connect(ctx, en, handler, rbac, &served)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -210,42 +276,64 @@ func (a *Agent) Run(ctx context.Context) error {
 			bo.reset()
 		}
 		wait := bo.next()
-		a.logger.Warn("tunnel down; reconnecting", "cluster", cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
+		a.logger.Warn("tunnel down; reconnecting", "cluster", en.cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
 		if !sleep(ctx, wait) {
 			return nil
 		}
 	}
 }
 
+// poke wakes the monitor for a full check and a status report.
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // connect dials one tunnel and serves it until it dies, the hub asks the
 // agent to go elsewhere, or ctx ends. A session told to go away keeps
 // serving its in-flight requests in the background (counted by served).
-func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster string, handler http.Handler, rbac *rbacManager, served *sync.WaitGroup) error {
-	proof, err := agentkey.Sign(key, cluster, a.cfg.Hub.Host, time.Now())
+func (a *Agent) connect(ctx context.Context, en *enrollment, handler http.Handler, rbac *rbacManager, served *sync.WaitGroup) error {
+	proof, err := en.proof()
 	if err != nil {
 		return err
 	}
 	header := http.Header{}
 	header.Set("Authorization", proof)
 	header.Set(HeaderAgentVersion, a.cfg.Version)
-	header.Set(HeaderKubernetesVersion, a.kubernetesVersion(ctx))
-	u := *a.cfg.Hub
-	u.Scheme = "wss"
-	u.Path = strings.TrimSuffix(u.Path, "/") + TunnelPath
-	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{URL: u.String(), Header: header, Client: a.cfg.HubClient, Config: a.cfg.Tunnel})
+	if a.vitals.get().version == "" {
+		a.probe(ctx) // not probed yet, or the API server did not answer: try now
+	}
+	header.Set(HeaderKubernetesVersion, a.vitals.get().version)
+	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{URL: en.endpoint("wss", TunnelPath), Header: header, Client: a.cfg.HubClient, Config: a.cfg.Tunnel})
 	if err != nil {
+		reason := dialNetwork
 		var he *tunnel.HandshakeError
-		if errors.As(err, &he) && permanent(he.StatusCode) {
-			return fmt.Errorf("%w: %s (HTTP %d); re-register the cluster and use a new join token", ErrRefused, he.Message, he.StatusCode)
+		if errors.As(err, &he) {
+			reason = dialHTTP
+			if permanent(he.StatusCode) {
+				reason = dialRefused
+				err = fmt.Errorf("%w: %s (HTTP %d); re-register the cluster and use a new join token", ErrRefused, he.Message, he.StatusCode)
+			}
 		}
-		return fmt.Errorf("dial hub: %w", err)
+		if reason != dialRefused {
+			err = fmt.Errorf("dial hub: %w", err)
+		}
+		if ctx.Err() == nil {
+			a.metrics.connectFailures.WithLabelValues(reason).Inc()
+			a.vitals.set(func(v *vitalSigns) { v.tunnelErr, v.dialErr = err, err })
+		}
+		return err
 	}
 	mode := sess.HandshakeHeader().Get(HeaderClusterMode)
-	a.logger.Info("tunnel connected", "cluster", cluster, "hub", a.cfg.Hub.Host, "mode", mode)
-	if hubRBAC := mode == "hub-rbac"; hubRBAC != rbac.running() {
-		if hubRBAC {
-			a.checkPermissions(ctx, true)
-		}
+	a.logger.Info("tunnel connected", "cluster", en.cluster, "hub", en.base.Host, "mode", mode)
+	a.metrics.connects.Inc()
+	a.metrics.tunnelConnected.Set(1)
+	hubRBAC := mode == "hub-rbac"
+	a.vitals.set(func(v *vitalSigns) { v.tunnelUp, v.tunnelErr, v.dialErr, v.hubRBAC = true, nil, nil, hubRBAC })
+	a.poke() // a status report at connect, and a permission check for the mode
+	if hubRBAC != rbac.running() {
 		rbac.set(ctx, hubRBAC)
 	}
 
@@ -259,19 +347,25 @@ func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster str
 	served.Add(1)
 	go func() {
 		defer served.Done()
-		srv.Serve(sess) // returns when the session closes
+		srv.Serve(a.metrics.countStreams(sess)) // returns when the session closes
 	}()
 	stop := func() {
 		srv.Close()
 		sess.Close() // also ends hijacked (upgraded) streams, which srv.Close leaves open
 	}
+	down := func(reason string, err error) error {
+		a.metrics.tunnelConnected.Set(0)
+		a.metrics.disconnects.WithLabelValues(reason).Inc()
+		a.vitals.set(func(v *vitalSigns) { v.tunnelUp, v.tunnelErr = false, err })
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		stop()
-		return ctx.Err()
+		return down(disconnectShutdown, errors.New("the agent is stopping"))
 	case <-sess.Done():
 		stop()
-		return errors.Join(errors.New("tunnel closed"), sess.Err())
+		return down(disconnectClosed, fmt.Errorf("tunnel closed: %w", sess.Err()))
 	case <-sess.GoAwayReceived():
 		// The hub is draining: reconnect now, let this session finish what it
 		// carries, and close it when its last stream ends or ctx ends.
@@ -293,123 +387,20 @@ func (a *Agent) connect(ctx context.Context, key ed25519.PrivateKey, cluster str
 			}
 			stop()
 		}()
-		return errors.New("hub asked the agent to reconnect elsewhere (draining)")
+		return down(disconnectGoAway, errors.New("hub asked the agent to reconnect elsewhere (draining)"))
 	}
-}
-
-func (a *Agent) kubernetesVersion(ctx context.Context) string {
-	dc, err := discovery.NewDiscoveryClientForConfig(a.cfg.APIServer)
-	if err != nil {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	body, err := dc.RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
-	if err != nil {
-		a.logger.Warn("read the API server's version", "err", err)
-		return ""
-	}
-	var v struct {
-		GitVersion string `json:"gitVersion"`
-	}
-	json.Unmarshal(body, &v)
-	return v.GitVersion
-}
-
-// enrollment returns the stored key, cluster ID and hub keys, enrolling
-// first if the state directory has none.
-func (a *Agent) enrollment(ctx context.Context) (enrollment, error) {
-	keyPath := filepath.Join(a.cfg.StateDir, "agent.key")
-	hubPath := filepath.Join(a.cfg.StateDir, "hub.json")
-	keyPEM, kerr := os.ReadFile(keyPath)
-	hubJSON, herr := os.ReadFile(hubPath)
-	if kerr == nil && herr == nil {
-		key, err := agentkey.UnmarshalPrivateKey(keyPEM)
-		if err != nil {
-			return enrollment{}, fmt.Errorf("%w: agent key %s: %v; delete the state directory and enroll again with a new join token", ErrRefused, keyPath, err)
-		}
-		var resp EnrollResponse
-		if err := json.Unmarshal(hubJSON, &resp); err != nil {
-			return enrollment{}, fmt.Errorf("%w: %s: %v; delete the state directory and enroll again with a new join token", ErrRefused, hubPath, err)
-		}
-		return newEnrollment(key, resp)
-	}
-	if a.cfg.JoinToken == "" {
-		return enrollment{}, fmt.Errorf("%w: the agent is not enrolled (no %s) and has no join token; register the cluster on the hub and pass its join token", ErrRefused, hubPath)
-	}
-	key, err := agentkey.Generate()
-	if err != nil {
-		return enrollment{}, err
-	}
-	resp, err := a.enroll(ctx, key.Public().(ed25519.PublicKey))
-	if err != nil {
-		return enrollment{}, err
-	}
-	en, err := newEnrollment(key, resp)
-	if err != nil {
-		return enrollment{}, err
-	}
-	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
-		return enrollment{}, fmt.Errorf("create state directory: %w", err)
-	}
-	// Key first: hub.json marks the state complete.
-	if err := atomicfile.Write(keyPath, agentkey.MarshalPrivateKey(key), 0o600); err != nil {
-		return enrollment{}, err
-	}
-	b, _ := json.Marshal(resp)
-	if err := atomicfile.Write(hubPath, b, 0o600); err != nil {
-		return enrollment{}, err
-	}
-	a.logger.Info("agent enrolled", "cluster", resp.Cluster)
-	return en, nil
-}
-
-func newEnrollment(key ed25519.PrivateKey, resp EnrollResponse) (enrollment, error) {
-	var keys []ed25519.PublicKey
-	for _, k := range resp.HubKeys {
-		pub, err := identity.ParsePublicKeyPEM([]byte(k))
-		if err != nil {
-			return enrollment{}, fmt.Errorf("%w: the hub sent an unusable assertion key: %v", ErrRefused, err)
-		}
-		keys = append(keys, pub)
-	}
-	v, err := identity.NewAssertionVerifier(resp.HubID, keys...)
-	if err != nil {
-		return enrollment{}, fmt.Errorf("%w: %v", ErrRefused, err)
-	}
-	return enrollment{key: key, cluster: resp.Cluster, verifier: v}, nil
 }
 
 func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollResponse, error) {
 	body, _ := json.Marshal(EnrollRequest{PublicKey: base64.StdEncoding.EncodeToString(pub), AgentVersion: a.cfg.Version})
 	u := *a.cfg.Hub
 	u.Path = strings.TrimSuffix(u.Path, "/") + EnrollPath
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	data, err := a.post(ctx, u.String(), "Bearer "+a.cfg.JoinToken, body)
 	if err != nil {
-		return EnrollResponse{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.JoinToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.cfg.HubClient.Do(req)
-	if err != nil {
-		return EnrollResponse{}, fmt.Errorf("enroll at %s: %w", a.cfg.Hub.Host, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return EnrollResponse{}, fmt.Errorf("enroll at %s: %w", a.cfg.Hub.Host, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var st struct{ Message string }
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &st) == nil && st.Message != "" {
-			msg = st.Message
-		}
-		err := fmt.Errorf("enroll at %s: HTTP %d: %s", a.cfg.Hub.Host, resp.StatusCode, msg)
-		if permanent(resp.StatusCode) {
-			return EnrollResponse{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		err = fmt.Errorf("enroll at %s: %w", a.cfg.Hub.Host, err)
+		var he *hubError
+		if errors.As(err, &he) && permanent(he.code) {
+			return EnrollResponse{}, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		return EnrollResponse{}, err
 	}
@@ -418,6 +409,46 @@ func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollRespon
 		return EnrollResponse{}, fmt.Errorf("enroll at %s: unexpected answer %q", a.cfg.Hub.Host, data)
 	}
 	return out, nil
+}
+
+// hubError is the hub's answer other than 2xx.
+type hubError struct {
+	code int
+	// message is a Status's message, or else the body's text.
+	message string
+}
+
+func (e *hubError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.message) }
+
+// post sends a JSON body to the hub with the given Authorization, within 30
+// s, and returns the body of a 2xx answer, or a *hubError.
+func (a *Agent) post(ctx context.Context, u, authorization string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.cfg.HubClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var st struct{ Message string }
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &st) == nil && st.Message != "" {
+			msg = st.Message
+		}
+		return nil, &hubError{code: resp.StatusCode, message: msg}
+	}
+	return data, nil
 }
 
 // permanent reports whether an HTTP status from the hub means retrying
@@ -446,20 +477,6 @@ func ctxOr(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// checkPermissions reports, once, what the agent's own credentials lack.
-func (a *Agent) checkPermissions(ctx context.Context, hubRBAC bool) {
-	client, err := kubernetes.NewForConfig(a.cfg.APIServer)
-	if err != nil {
-		a.logger.Error("check the agent's permissions", "err", err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := CheckPermissions(ctx, client, hubRBAC); err != nil {
-		a.logger.Error("the agent lacks permissions; signed-in callers will fail until this is fixed", "err", err)
-	}
 }
 
 // rbacManager runs the binding reconciler while the cluster is in hub-RBAC

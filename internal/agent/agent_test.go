@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +64,7 @@ func fakeAPIServer(t *testing.T) (*httptest.Server, *rest.Config) {
 				imp[k] = v
 			}
 		}
+		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"proto": r.Proto, "path": r.URL.RequestURI(), "authorization": r.Header.Get("Authorization"), "impersonate": imp})
 	}))
 	srv.EnableHTTP2 = true
@@ -188,56 +187,33 @@ func TestAPIProxy(t *testing.T) {
 	}
 }
 
-// fakeHub answers enrollment with the given status (200 enrolls
-// /groups/g/clusters/c) and refuses every tunnel with 404.
-func fakeHub(t *testing.T, enrollCode int) *httptest.Server {
-	signer, _ := hubKeys(t)
-	hubPub, err := identity.MarshalPublicKeyPEM(signer.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case EnrollPath:
-			if r.Header.Get("Authorization") != "Bearer tjt_good" {
-				enrollCode = http.StatusUnauthorized
-			}
-			w.WriteHeader(enrollCode)
-			if enrollCode == 200 {
-				json.NewEncoder(w).Encode(EnrollResponse{Cluster: "/groups/g/clusters/c", HubID: "test-hub", HubKeys: []string{string(hubPub)}})
-				return
-			}
-			fmt.Fprintf(w, `{"kind":"Status","message":"refused with %d"}`, enrollCode)
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprint(w, `{"kind":"Status","message":"cluster deleted"}`)
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
 func TestEnrollmentAndRefusals(t *testing.T) {
 	_, api := fakeAPIServer(t)
 	tests := []struct {
 		name       string
-		enrollCode int
+		tokens     []string // what the hub issued; a spent one is "tjt_used"
 		token      string
+		tunnelCode int
 		wantErr    string
 		wantState  bool
 	}{
-		{name: "used join token", enrollCode: http.StatusGone, token: "tjt_good", wantErr: "refused with 410"},
-		{name: "unknown join token", enrollCode: 200, token: "tjt_bad", wantErr: "refused with 401"},
+		{name: "used join token", tokens: []string{"tjt_used"}, token: "tjt_used", wantErr: "refused with 410"},
+		{name: "unknown join token", tokens: []string{"tjt_good"}, token: "tjt_bad", wantErr: "refused with 401"},
 		{name: "no join token", token: "", wantErr: "has no join token"},
-		{name: "enrolled, then the cluster is gone", enrollCode: 200, token: "tjt_good", wantErr: "cluster deleted", wantState: true},
+		{name: "enrolled, then the cluster is gone", tokens: []string{"tjt_good"}, token: "tjt_good", tunnelCode: http.StatusNotFound,
+			wantErr: "answers 404", wantState: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hub := fakeHub(t, tt.enrollCode)
-			u, _ := url.Parse(hub.URL)
+			hub := newTestHub(t, tt.tokens...)
+			hub.lock(func() {
+				hub.tunnelCode = tt.tunnelCode
+				if _, ok := hub.tokens["tjt_used"]; ok {
+					hub.tokens["tjt_used"] = true
+				}
+			})
 			state := filepath.Join(t.TempDir(), "state")
-			a, err := New(Config{Hub: u, HubClient: hub.Client(), JoinToken: tt.token, StateDir: state, APIServer: api}, nil)
+			a, err := New(Config{Hub: hub.url(), HubClient: hub.srv.Client(), JoinToken: tt.token, StateDir: state, APIServer: api}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,7 +239,7 @@ func TestEnrollmentAndRefusals(t *testing.T) {
 			}
 			var stored EnrollResponse
 			b, _ := os.ReadFile(filepath.Join(state, "hub.json"))
-			if err := json.Unmarshal(b, &stored); err != nil || stored.Cluster != "/groups/g/clusters/c" || stored.HubID != "test-hub" || len(stored.HubKeys) != 1 {
+			if err := json.Unmarshal(b, &stored); err != nil || stored.Cluster != testCluster || stored.HubID != "test-hub" || len(stored.HubKeys) != 1 {
 				t.Errorf("stored enrollment %s: want the cluster ID, hub ID and one hub key", b)
 			}
 		})

@@ -38,7 +38,8 @@ type rbacCluster struct {
 
 // startRBACCluster starts one cluster for the test, stopped at its end. The
 // package's TestMain (goleak) cannot stop a cluster shared across tests, so
-// every test that needs one lives in TestBindingReconciler.
+// each test that needs one (TestBindingReconciler, TestAgentInCluster)
+// starts its own and keeps its cases as subtests.
 func startRBACCluster(t *testing.T, ctx context.Context) *rbacCluster {
 	t.Helper()
 	bins, err := rig.Build(ctx, rig.BuildOptions{Log: t.Output()})

@@ -25,7 +25,10 @@ type testHub struct {
 	url, ca, tokenFile string
 }
 
-func startHub(t *testing.T) testHub {
+func startHub(t *testing.T) testHub { return startHubConfig(t, func(*hub.Config) {}) }
+
+// startHubConfig is startHub with the hub's Config changed by edit.
+func startHubConfig(t *testing.T, edit func(*hub.Config)) testHub {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "hub.db"))
@@ -38,10 +41,12 @@ func startHub(t *testing.T) testHub {
 		t.Fatal(err)
 	}
 	const token = "tat_cli-test"
-	h, err := hub.New(hub.Config{
+	cfg := hub.Config{
 		Store: st, AdminTokenHash: hub.HashToken(token), HubID: "cli-test", AssertionKey: key, Replica: "test",
 		Logins: []hub.LoginConfig{{Issuer: "https://issuer.invalid", ClientID: "tether-cli", Audience: "https://hub.invalid"}},
-	}, slog.New(slog.DiscardHandler))
+	}
+	edit(&cfg)
+	h, err := hub.New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

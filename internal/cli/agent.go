@@ -3,22 +3,37 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"tether.dev/tether/internal/agent"
 )
 
+const (
+	// defaultStateDir is where the agent keeps its state outside a cluster.
+	defaultStateDir = "/var/lib/tether-agent"
+	// namespaceFile names the namespace of a pod's service account.
+	namespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+	// defaultHealthListen is the health and metrics address.
+	defaultHealthListen = ":8081"
+)
+
 func newAgentCmd() *cobra.Command {
 	var (
-		hf                                      hubFlags
-		stateDir, joinToken, joinFile, kubeFile string
+		hf                                         hubFlags
+		stateDir, stateSecret, joinToken, joinFile string
+		kubeFile, healthListen                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -26,9 +41,14 @@ func newAgentCmd() *cobra.Command {
 		Long: `Run the agent. It needs only outbound HTTPS to the hub (HTTPS_PROXY and
 NO_PROXY are honoured for the hub connection, never for the API server).
 On first start it enrolls with the cluster's one-time join token and keeps
-its key in --state-dir; later starts need no token.`,
+its key and the hub's answer in a Secret (--state-secret; the default in a
+pod: NAMESPACE/tether-agent-state in its own namespace) or a directory
+(--state-dir); later starts need no token, and a token given again is
+ignored. --health-listen serves /livez, /readyz, /readyz/tunnel and /metrics
+(docs/agent.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
 			hubURL, err := hf.parse()
 			if err != nil {
 				return err
@@ -37,27 +57,39 @@ its key in --state-dir; later starts need no token.`,
 			if err != nil {
 				return err
 			}
-			if joinFile != "" {
-				b, err := os.ReadFile(joinFile)
-				if err != nil {
-					return fmt.Errorf("read join token: %w", err)
-				}
-				joinToken = strings.TrimSpace(string(b))
+			flags := cmd.Flags()
+			token, err := agentJoinToken(joinToken, flags.Changed("join-token"), joinFile, os.Getenv("TETHER_JOIN_TOKEN"), logger)
+			if err != nil {
+				return err
+			}
+			// In a pod, as rest.InClusterConfig tells it.
+			inCluster := kubeFile == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+			dir, secret, err := agentState(stateDir, stateSecret, inCluster, namespaceFile)
+			if err != nil {
+				return err
 			}
 			restCfg, err := apiServerConfig(kubeFile)
 			if err != nil {
 				return err
 			}
-			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			health, err := listenHealth(healthListen, flags.Changed("health-listen"), logger)
+			if err != nil {
+				return err
+			}
 			a, err := agent.New(agent.Config{
-				Hub:       hubURL,
-				HubClient: &http.Client{Transport: transport},
-				JoinToken: joinToken,
-				StateDir:  stateDir,
-				APIServer: restCfg,
-				Version:   Version,
+				Hub:            hubURL,
+				HubClient:      &http.Client{Transport: transport},
+				JoinToken:      token,
+				StateDir:       dir,
+				StateSecret:    secret,
+				APIServer:      restCfg,
+				Version:        Version,
+				HealthListener: health,
 			}, logger)
 			if err != nil {
+				if health != nil {
+					health.Close()
+				}
 				return err
 			}
 			return a.Run(cmd.Context())
@@ -65,11 +97,81 @@ its key in --state-dir; later starts need no token.`,
 	}
 	hf.register(cmd.Flags())
 	f := cmd.Flags()
-	f.StringVar(&stateDir, "state-dir", "/var/lib/tether-agent", "directory for the agent's key and cluster ID (0700)")
-	f.StringVar(&joinToken, "join-token", os.Getenv("TETHER_JOIN_TOKEN"), "one-time join token, needed until the agent has enrolled (env TETHER_JOIN_TOKEN)")
-	f.StringVar(&joinFile, "join-token-file", "", "file holding the join token (instead of --join-token)")
+	f.StringVar(&stateDir, "state-dir", "", "directory for the agent's key and enrollment (0700; default "+defaultStateDir+" outside a cluster)")
+	f.StringVar(&stateSecret, "state-secret", "", "Secret NAMESPACE/NAME for the agent's key and enrollment (default in a pod without --state-dir: its namespace/"+agent.DefaultStateSecretName+")")
+	f.StringVar(&joinToken, "join-token", "", "one-time join token, needed until the agent has enrolled (env TETHER_JOIN_TOKEN)")
+	f.StringVar(&joinFile, "join-token-file", "", "file holding the join token, e.g. from a mounted Secret; a missing file means no token")
 	f.StringVar(&kubeFile, "kubeconfig", "", "kubeconfig for the API server (default: the in-cluster service account)")
+	f.StringVar(&healthListen, "health-listen", defaultHealthListen, "address for /livez, /readyz and /metrics; empty disables them")
 	return cmd
+}
+
+// agentJoinToken is --join-token, else the content of --join-token-file,
+// else $TETHER_JOIN_TOKEN.
+func agentJoinToken(flag string, flagSet bool, file, env string, logger *slog.Logger) (string, error) {
+	switch {
+	case flagSet && file != "":
+		return "", usageError{errors.New("give --join-token or --join-token-file, not both")}
+	case flagSet:
+		return strings.TrimSpace(flag), nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			logger.Info("no join token file; continuing without a join token", "path", file)
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read join token: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(env), nil
+}
+
+// agentState says where the agent keeps its state: --state-secret,
+// --state-dir, else in a cluster the Secret tether-agent-state in the
+// agent's namespace (read from nsFile), else defaultStateDir.
+func agentState(dir, secret string, inCluster bool, nsFile string) (string, types.NamespacedName, error) {
+	switch {
+	case dir != "" && secret != "":
+		return "", types.NamespacedName{}, usageError{errors.New("give --state-dir or --state-secret, not both")}
+	case secret != "":
+		ns, name, ok := strings.Cut(secret, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			return "", types.NamespacedName{}, usageError{fmt.Errorf("--state-secret %q must be NAMESPACE/NAME", secret)}
+		}
+		return "", types.NamespacedName{Namespace: ns, Name: name}, nil
+	case dir != "":
+		return dir, types.NamespacedName{}, nil
+	case !inCluster:
+		return defaultStateDir, types.NamespacedName{}, nil
+	}
+	b, err := os.ReadFile(nsFile)
+	if err != nil {
+		return "", types.NamespacedName{}, fmt.Errorf("find the agent's namespace for its state Secret (or pass --state-secret NAMESPACE/NAME): %w", err)
+	}
+	return "", types.NamespacedName{Namespace: strings.TrimSpace(string(b)), Name: agent.DefaultStateSecretName}, nil
+}
+
+// listenHealth listens on addr, or returns nil for an empty addr. When the
+// default address is taken (a second agent on one host), it listens on a
+// free port of the same host instead and says so; an explicit address must
+// be free.
+func listenHealth(addr string, explicit bool, logger *slog.Logger) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil && !explicit && errors.Is(err, syscall.EADDRINUSE) {
+		host, _, _ := net.SplitHostPort(addr)
+		if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+			logger.Warn("health address in use; serving health checks and metrics on a free port instead", "wanted", addr, "addr", l.Addr().String())
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("health and metrics listener (--health-listen): %w", err)
+	}
+	return l, nil
 }
 
 // apiServerConfig is the in-cluster config, or the given kubeconfig file.

@@ -70,18 +70,6 @@ func newRoot(name string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newProxyCmd(), newRoleCmd(), newADCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd())
+	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newLocationsCmd(), newEndpointsCmd(), newProxyCmd(), newRoleCmd(), newADCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd())
 	return root
-}
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of this binary",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := io.WriteString(cmd.OutOrStdout(), Version+"\n")
-			return err
-		},
-	}
 }

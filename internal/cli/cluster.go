@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,22 +11,39 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"tether.dev/tether/internal/agentinstall"
 	"tether.dev/tether/internal/credentials"
 	"tether.dev/tether/internal/hub"
+	"tether.dev/tether/internal/store"
 )
 
-// adminClient calls the hub's admin API with a bearer token: the admin
-// token, or a signed-in principal's.
+// adminClient calls the hub's API with a bearer token: the admin token, or
+// a signed-in principal's; without one (empty) only what anyone may read.
 type adminClient struct {
 	base   *url.URL
 	client *http.Client
 	token  string
+}
+
+// client returns a client of the hub's public API, which sends no token.
+func (f *hubFlags) client() (*adminClient, error) {
+	base, err := f.parse()
+	if err != nil {
+		return nil, err
+	}
+	t, err := f.transport()
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: base, client: &http.Client{Transport: t, Timeout: 30 * time.Second}}, nil
 }
 
 // adminFlags choose how an admin command authenticates: with the hub's
@@ -43,19 +61,14 @@ func (f *adminFlags) register(cmd *cobra.Command) {
 }
 
 func (f *adminFlags) client(ctx context.Context) (*adminClient, error) {
-	base, err := f.signIn.hub.parse()
+	c, err := f.signIn.hub.client()
 	if err != nil {
 		return nil, err
 	}
-	token, err := f.token(ctx, base)
-	if err != nil {
+	if c.token, err = f.token(ctx, c.base); err != nil {
 		return nil, err
 	}
-	t, err := f.signIn.hub.transport()
-	if err != nil {
-		return nil, err
-	}
-	return &adminClient{base: base, client: &http.Client{Transport: t, Timeout: 30 * time.Second}, token: token}, nil
+	return c, nil
 }
 
 // token returns the bearer token for the admin API of the hub at base:
@@ -88,8 +101,18 @@ func (f *adminFlags) token(ctx context.Context, base *url.URL) (string, error) {
 	return tok.Bearer(credentials.PresentAccessToken)
 }
 
-// do sends a JSON request and decodes a JSON answer into out; a non-2xx
-// answer becomes an error carrying the hub's message.
+// hubError is a non-2xx answer of the admin API.
+type hubError struct {
+	Host    string
+	Code    int
+	Message string
+}
+
+func (e *hubError) Error() string { return "hub " + e.Host + ": " + e.Message }
+
+// do sends a JSON request to path (escaped, with any query) and decodes a
+// JSON answer into out; a non-2xx answer becomes an error carrying the
+// hub's message.
 func (c *adminClient) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
@@ -99,13 +122,14 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		}
 		body = bytes.NewReader(b)
 	}
-	u := *c.base
-	u.Path += path
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	// path is escaped already, and may carry a query.
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -117,11 +141,14 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		return fmt.Errorf("hub %s: %w", c.base.Host, err)
 	}
 	if resp.StatusCode/100 != 2 {
+		he := &hubError{Host: c.base.Host, Code: resp.StatusCode}
 		var st struct{ Message string }
 		if json.Unmarshal(data, &st) == nil && st.Message != "" {
-			return fmt.Errorf("hub %s: %s", c.base.Host, st.Message)
+			he.Message = st.Message
+		} else {
+			he.Message = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(data))
 		}
-		return fmt.Errorf("hub %s: HTTP %d: %s", c.base.Host, resp.StatusCode, bytes.TrimSpace(data))
+		return he
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -133,10 +160,22 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 
 // adminCall validates -o, calls the admin API and decodes the answer.
 func adminCall(cmd *cobra.Command, af *adminFlags, out *outputFlag, method, path string, in, result any) error {
+	return hubCall(cmd, out, func() (*adminClient, error) { return af.client(cmd.Context()) }, method, path, in, result)
+}
+
+// publicCall validates -o and GETs a path of the hub's API that anyone may
+// read (no sign-in) into result.
+func publicCall(cmd *cobra.Command, hf *hubFlags, out *outputFlag, path string, result any) error {
+	return hubCall(cmd, out, hf.client, http.MethodGet, path, nil, result)
+}
+
+// hubCall validates -o, then calls the hub with the client connect makes
+// and decodes the answer.
+func hubCall(cmd *cobra.Command, out *outputFlag, connect func() (*adminClient, error), method, path string, in, result any) error {
 	if err := out.validate(); err != nil {
 		return err
 	}
-	c, err := af.client(cmd.Context())
+	c, err := connect()
 	if err != nil {
 		return err
 	}
@@ -148,7 +187,7 @@ func newClusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Register clusters on the hub and issue join tokens",
 	}
-	cmd.AddCommand(newClusterCreateCmd(), newClusterShowCmd(), newClusterListCmd(), newClusterJoinTokenCmd())
+	cmd.AddCommand(newClusterConnectCmd(), newClusterCreateCmd(), newClusterShowCmd(), newClusterListCmd(), newClusterDeleteCmd(), newClusterJoinTokenCmd())
 	return cmd
 }
 
@@ -177,7 +216,7 @@ func newClusterCreateCmd() *cobra.Command {
 	af.register(cmd)
 	out.register(cmd.Flags())
 	clusterNameFlags(cmd, &group, &name)
-	cmd.Flags().StringVarP(&location, "location", "l", "", "location of the cluster, e.g. eastus2")
+	cmd.Flags().StringVarP(&location, "location", "l", "", `one of the hub's locations, by name or ID ("East US 2", eastus2; see tether locations list); default the hub's first`)
 	cmd.Flags().StringVar(&mode, "mode", "kubernetes-rbac", "who authorizes requests: kubernetes-rbac or hub-rbac")
 	return cmd
 }
@@ -207,8 +246,11 @@ func newClusterCallCmd[T any](use, short, method, suffix string, table func(io.W
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateClusterName(group, name); err != nil {
+				return err
+			}
 			var v T
-			path := "/api/v1/groups/" + url.PathEscape(group) + "/clusters/" + url.PathEscape(name) + suffix
+			path := clusterPath(group, name) + suffix
 			if err := adminCall(cmd, &af, &out, method, path, nil, &v); err != nil {
 				return err
 			}
@@ -234,6 +276,9 @@ func newClusterListCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path := "/api/v1/clusters"
 			if group != "" {
+				if err := store.ValidateName(group); err != nil {
+					return usageError{fmt.Errorf("--group: %w", err)}
+				}
 				path += "?group=" + url.QueryEscape(group)
 			}
 			var vs []hub.ClusterView
@@ -250,15 +295,127 @@ func newClusterListCmd() *cobra.Command {
 }
 
 func clusterTable(w io.Writer, vs []hub.ClusterView) {
-	fmt.Fprintf(w, "GROUP\tNAME\tLOCATION\tMODE\tCONNECTED\tAGENT\tKUBERNETES\tLAST SEEN\n")
+	fmt.Fprintf(w, "NAME\tGROUP\tLOCATION\tMODE\tSTATUS\tAGENT\tKUBERNETES\tNODES\tLAST SEEN\n")
 	for _, v := range vs {
 		seen := "never"
 		if !v.LastSeenAt.IsZero() {
 			seen = v.LastSeenAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", v.Group, v.Name, v.Location, v.Mode, v.Connected,
-			orDash(v.AgentVersion), orDash(v.KubernetesVersion), seen)
+		nodes := "-"
+		if v.NodeCount >= 0 {
+			nodes = strconv.Itoa(v.NodeCount)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Group, orDash(v.Location), v.Mode, v.Status,
+			orDash(v.AgentVersion), orDash(v.KubernetesVersion), nodes, seen)
 	}
+}
+
+func newClusterDeleteCmd() *cobra.Command {
+	var (
+		af                     adminFlags
+		kf                     kubeFlags
+		group, name, namespace string
+		yes                    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "delete -g GROUP -n NAME [--yes]",
+		Short: "Delete a cluster: its agent is removed from the cluster, its key revoked, its record deleted",
+		Long: `Delete a cluster. First the agent's objects are removed from the cluster,
+when the kubeconfig (--kubeconfig, --kube-context, as kubectl chooses) reaches
+it and its agent namespace belongs to this cluster; otherwise that step is
+skipped with a warning. Then the hub deletes the record with its join tokens
+and role assignments, revokes the agent's key and closes its tunnel: the agent
+is refused from then on and exits. Without --yes it asks first, and only at a
+terminal.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateClusterName(group, name); err != nil {
+				return err
+			}
+			if !yes {
+				ok, err := confirm(cmd, fmt.Sprintf("Delete cluster %s/%s? [y/N] ", group, name))
+				if err != nil || !ok {
+					return err
+				}
+			}
+			for _, step := range clusterDeleteSteps(cmd, &af, &kf, namespace, group, name) {
+				if err := step.run(); err != nil {
+					return err
+				}
+				if step.done != "" {
+					fmt.Fprintln(cmd.ErrOrStderr(), step.done)
+				}
+			}
+			return nil
+		},
+	}
+	af.register(cmd)
+	kf.register(cmd)
+	clusterNameFlags(cmd, &group, &name)
+	cmd.Flags().StringVar(&namespace, "namespace", agentinstall.DefaultNamespace, "the agent's namespace in the cluster")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation (needed when stdin is not a terminal)")
+	return cmd
+}
+
+// deleteStep is one step of tether cluster delete: run, then done is
+// said on stderr. A failed step stops the ones after it.
+type deleteStep struct {
+	run  func() error
+	done string
+}
+
+// clusterDeleteSteps are the steps of tether cluster delete, in order.
+// Removing the agent's objects from the cluster (with --kubeconfig, the
+// counterpart of tether cluster connect) belongs before the hub step,
+// while the agent's key still works.
+func clusterDeleteSteps(cmd *cobra.Command, af *adminFlags, kf *kubeFlags, namespace, group, name string) []deleteStep {
+	return []deleteStep{{
+		run: func() error {
+			msg, err := removeAgentFromCluster(cmd.Context(), kf, namespace, store.ClusterID(group, name))
+			if err == nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), msg)
+			}
+			return err
+		},
+	}, {
+		run:  func() error { return deleteClusterOnHub(cmd, af, group, name) },
+		done: fmt.Sprintf("deleted cluster %s/%s from the hub; its agent's key is revoked", group, name),
+	}}
+}
+
+// deleteClusterOnHub deletes the cluster's record on the hub, which revokes
+// its agent's key and closes its tunnel.
+func deleteClusterOnHub(cmd *cobra.Command, af *adminFlags, group, name string) error {
+	c, err := af.client(cmd.Context())
+	if err != nil {
+		return err
+	}
+	return c.do(cmd.Context(), http.MethodDelete, clusterPath(group, name), nil, nil)
+}
+
+// confirm asks question on stderr and reads the answer from stdin, which
+// must be a terminal: without one it is a usage error to leave out --yes.
+func confirm(cmd *cobra.Command, question string) (bool, error) {
+	in, ok := cmd.InOrStdin().(*os.File)
+	if !ok || !term.IsTerminal(int(in.Fd())) {
+		return false, usageError{errors.New("not asking for confirmation without a terminal: pass --yes to delete")}
+	}
+	fmt.Fprint(cmd.ErrOrStderr(), question)
+	answer, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read the answer: %w", err)
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return true, nil
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), "not deleted")
+	return false, nil
+}
+
+// clusterPath is the admin API path of one cluster.
+func clusterPath(group, name string) string {
+	return "/api/v1/groups/" + url.PathEscape(group) + "/clusters/" + url.PathEscape(name)
 }
 
 func orDash(s string) string {

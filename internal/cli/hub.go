@@ -40,9 +40,9 @@ import (
 
 func newHubCmd() *cobra.Command {
 	var (
-		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag string
-		sans                                                              []string
-		accessTTL                                                         time.Duration
+		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile string
+		sans                                                                             []string
+		accessTTL, heartbeat, offlineAfter, keyMaxIdle                                   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -93,10 +93,16 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 				return err
 			}
 			defer verifier.Close()
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
-				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica}, logger)
+			locations, err := loadLocations(locationsFile, base)
 			if err != nil {
 				return err
+			}
+			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
+				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica,
+				HeartbeatInterval: heartbeat, OfflineAfter: offlineAfter, AgentKeyMaxIdle: keyMaxIdle,
+				Locations: locations, Version: Version}, logger)
+			if err != nil {
+				return usageError{err} // what New refuses came from flags and files
 			}
 			l, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -115,7 +121,33 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 	f.StringVar(&issuersFile, "oidc-issuers", "", "JSON file listing the OIDC issuers whose users may sign in (see docs/identity.md)")
 	f.StringVar(&urlFlag, "url", "", "the hub's public URL, as clients and agents reach it (default https://HOST:PORT from the first --tls-san, the --listen host or the host name); its embedded issuer is URL/oidc")
 	f.DurationVar(&accessTTL, "access-token-ttl", issuer.DefaultAccessTokenTTL, "lifetime of the access tokens the embedded issuer signs (1m to 24h)")
+	f.StringVar(&locationsFile, "locations", "", `JSON file listing the hub's locations, [{"name": "East US 2", "url": "https://...", "endpoints": ["HOST:PORT"]}] (see docs/fleet.md; default: one location "local" at --url)`)
+	f.DurationVar(&heartbeat, "heartbeat-interval", 30*time.Second, "how often a connected cluster's last-seen time is recorded")
+	f.DurationVar(&offlineAfter, "offline-after", 0, "how long after its last heartbeat a cluster shows Offline (default three heartbeat intervals)")
+	f.DurationVar(&keyMaxIdle, "agent-key-max-idle", hub.DefaultAgentKeyMaxIdle, "how long an agent key stays valid without contact; then the cluster is Expired and its agent must enroll again (default 90 days)")
 	return cmd
+}
+
+// loadLocations reads the --locations file at path; without one, the hub
+// has one location, "local", reached at its public URL base.
+func loadLocations(path, base string) ([]hub.Location, error) {
+	if path == "" {
+		return []hub.Location{{Name: "local", URL: base}}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --locations: %w", err)
+	}
+	var locs []hub.Location
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&locs); err != nil || len(locs) == 0 {
+		if err == nil {
+			err = errors.New("the list is empty")
+		}
+		return nil, usageError{fmt.Errorf(`--locations %s: want a JSON list of {"name": "East US 2", "url": "https://HOST[:PORT]", "endpoints": ["HOST:PORT", ...]}: %w`, path, err)}
+	}
+	return locs, nil
 }
 
 func defaultDataDir() string {

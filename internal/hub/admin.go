@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -21,8 +22,10 @@ const joinTokenPrefix = "tjt_"
 
 // ClusterRequest is the body of POST /api/v1/clusters.
 type ClusterRequest struct {
-	Group    string `json:"group"`
-	Name     string `json:"name"`
+	Group string `json:"group"`
+	Name  string `json:"name"`
+	// Location is one of the hub's locations, by name or ID ("East US 2",
+	// "eastus2"); empty means the hub's first. The cluster stores its ID.
 	Location string `json:"location,omitempty"`
 	// Mode is "kubernetes-rbac" (default) or "hub-rbac".
 	Mode string `json:"mode,omitempty"`
@@ -30,17 +33,31 @@ type ClusterRequest struct {
 
 // ClusterView is how the admin API shows a cluster.
 type ClusterView struct {
-	ID                string    `json:"id"`
-	Group             string    `json:"group"`
-	Name              string    `json:"name"`
-	Location          string    `json:"location"`
-	Mode              string    `json:"mode"`
-	CreatedAt         time.Time `json:"createdAt"`
-	Enrolled          bool      `json:"enrolled"`
-	Connected         bool      `json:"connected"`
-	AgentVersion      string    `json:"agentVersion,omitempty"`
-	KubernetesVersion string    `json:"kubernetesVersion,omitempty"`
-	LastSeenAt        time.Time `json:"lastSeenAt,omitzero"`
+	ID        string    `json:"id"`
+	Group     string    `json:"group"`
+	Name      string    `json:"name"`
+	Location  string    `json:"location"`
+	Mode      string    `json:"mode"`
+	CreatedAt time.Time `json:"createdAt"`
+	Enrolled  bool      `json:"enrolled"`
+	// Connected says a tunnel is up now: on this replica, or on the one
+	// the store names while its heartbeats are fresh.
+	Connected bool `json:"connected"`
+	// Status is the connectivity status: Connecting, Connected, Offline or
+	// Expired (see Connectivity).
+	Status Connectivity `json:"status"`
+	// AgentVersion and KubernetesVersion are from the agent's latest status
+	// report, else from its latest tunnel connection.
+	AgentVersion      string `json:"agentVersion,omitempty"`
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// NodeCount is from the latest status report; -1 when unknown.
+	NodeCount int `json:"nodeCount"`
+	// LastError is the agent's latest reported problem; empty when none.
+	LastError string `json:"lastError,omitempty"`
+	// LastSeenAt is the latest heartbeat of the agent's tunnel.
+	LastSeenAt time.Time `json:"lastSeenAt,omitzero"`
+	// StatusReportedAt is when the latest status report arrived.
+	StatusReportedAt time.Time `json:"statusReportedAt,omitzero"`
 }
 
 // JoinTokenView carries a new join token; it is shown once and never stored.
@@ -63,6 +80,7 @@ func (h *Hub) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/clusters", h.authorize(access.ActionClustersWrite, clusterGroupScope, h.createCluster))
 	mux.HandleFunc("GET /api/v1/clusters", h.authorize("", nil, h.listClusters))
 	mux.HandleFunc("GET /api/v1/groups/{group}/clusters/{name}", h.authorize(access.ActionClustersRead, clusterScope, h.getCluster))
+	mux.HandleFunc("DELETE /api/v1/groups/{group}/clusters/{name}", h.authorize(access.ActionClustersDelete, clusterScope, h.deleteCluster))
 	mux.HandleFunc("POST /api/v1/groups/{group}/clusters/{name}/join-tokens", h.authorize(access.ActionClustersWrite, clusterScope, h.newJoinToken))
 }
 
@@ -76,8 +94,13 @@ func (h *Hub) createCluster(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	loc, ok := h.findLocation(req.Location)
+	if !ok {
+		apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("location %q is not one of this hub's: %s (tether locations list)", req.Location, h.locationIDs()))
+		return
+	}
 	now := h.cfg.Now()
-	c, err := h.cfg.Store.CreateCluster(r.Context(), store.Cluster{Group: req.Group, Name: req.Name, Location: req.Location, Mode: mode, CreatedAt: now})
+	c, err := h.cfg.Store.CreateCluster(r.Context(), store.Cluster{Group: req.Group, Name: req.Name, Location: loc.ID, Mode: mode, CreatedAt: now})
 	switch {
 	case errors.Is(err, store.ErrInvalid):
 		apistatus.Write(w, http.StatusBadRequest, err.Error())
@@ -117,8 +140,35 @@ func (h *Hub) getCluster(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// deleteCluster deletes the cluster, which revokes its agent's key, and
+// closes its tunnel if this replica holds it (a replica that holds it
+// closes it at its next heartbeat). The agent is then refused.
+func (h *Hub) deleteCluster(w http.ResponseWriter, r *http.Request) {
+	group, name := r.PathValue("group"), r.PathValue("name")
+	id := store.ClusterID(group, name)
+	err := h.cfg.Store.DeleteCluster(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeNoCluster(w, group, name)
+		return
+	case err != nil:
+		h.internalError(w, "delete the cluster", err)
+		return
+	}
+	h.closeTunnel(id)
+	h.logger.Info("cluster deleted", "cluster", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func (h *Hub) listClusters(w http.ResponseWriter, r *http.Request) {
-	cs, err := h.cfg.Store.ListClusters(r.Context(), store.ClusterFilter{Group: r.URL.Query().Get("group")})
+	group := r.URL.Query().Get("group")
+	if group != "" {
+		if err := store.ValidateName(group); err != nil {
+			apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("group: %v", err))
+			return
+		}
+	}
+	cs, err := h.cfg.Store.ListClusters(r.Context(), store.ClusterFilter{Group: group})
 	if err != nil {
 		h.internalError(w, "list clusters", err)
 		return
@@ -171,11 +221,20 @@ func (h *Hub) issueJoinToken(r *http.Request, cluster string) (JoinTokenView, er
 }
 
 func (h *Hub) view(c store.Cluster) ClusterView {
-	return ClusterView{
+	live := h.lookup(c.ID) != nil
+	status := h.connectivity(c, h.cfg.Now(), live)
+	v := ClusterView{
 		ID: c.ID, Group: c.Group, Name: c.Name, Location: c.Location, Mode: string(c.Mode), CreatedAt: c.CreatedAt,
-		Enrolled: c.Enrolled(), Connected: h.lookup(c.ID) != nil,
-		AgentVersion: c.Agent.Version, KubernetesVersion: c.Agent.KubernetesVersion, LastSeenAt: c.Agent.LastSeenAt,
+		Enrolled: c.Enrolled(), Connected: live || (c.Tunnel.Replica != "" && status == StatusConnected), Status: status,
+		AgentVersion: c.Agent.Version, KubernetesVersion: c.Agent.KubernetesVersion, NodeCount: -1,
+		LastSeenAt: c.Agent.LastSeenAt,
 	}
+	if rep := c.Agent.Status; !rep.ReportedAt.IsZero() {
+		v.NodeCount, v.LastError, v.StatusReportedAt = rep.NodeCount, rep.LastError, rep.ReportedAt
+		v.AgentVersion = cmp.Or(rep.AgentVersion, v.AgentVersion)
+		v.KubernetesVersion = cmp.Or(rep.KubernetesVersion, v.KubernetesVersion)
+	}
+	return v
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

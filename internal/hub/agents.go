@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -10,7 +11,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"tether.dev/tether/internal/agent"
 	"tether.dev/tether/internal/agentkey"
@@ -23,11 +27,14 @@ import (
 const (
 	enrollPath = agent.EnrollPath
 	tunnelPath = agent.TunnelPath
+	statusPath = agent.StatusPath
 )
 
 // agentConn is one live tunnel.
 type agentConn struct {
-	cluster   string
+	cluster string
+	// key is the agent key the tunnel was authenticated with.
+	key       []byte
 	sess      *tunnel.Session
 	gw        *clusterGateway
 	connected time.Time
@@ -65,9 +72,61 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "redeem join token", err)
 		return
 	}
+	resp := agent.EnrollResponse{Cluster: cluster.ID, HubID: h.cfg.HubID, HubKeys: h.hubKeys}
+	if loc, ok := h.findLocation(cluster.Location); ok {
+		resp.TunnelURL = loc.URL
+	} else {
+		// Registered before locations were checked, or its location was
+		// removed from the hub: the agent keeps the URL it enrolled at.
+		h.logger.Warn("cluster location unknown; agent keeps its enrollment URL", "cluster", cluster.ID, "location", cluster.Location)
+	}
 	h.logger.Info("agent enrolled", "cluster", cluster.ID, "remote_addr", r.RemoteAddr)
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(agent.EnrollResponse{Cluster: cluster.ID, HubID: h.cfg.HubID, HubKeys: h.hubKeys})
+	json.NewEncoder(w).Encode(resp)
+}
+
+// refuser answers a refused agent request with a code and a Status whose
+// message the agent's operator reads.
+type refuser func(w http.ResponseWriter, code int, message string)
+
+// authenticateAgent checks the agent proof in r's Authorization header (see
+// package agentkey) against the key its cluster enrolled, refusing nonces
+// already seen, and refuses a key past AgentKeyMaxIdle. When it returns
+// false it has answered with refuse. now is the time the proof was checked.
+func (h *Hub) authenticateAgent(w http.ResponseWriter, r *http.Request, refuse refuser) (c store.Cluster, now time.Time, ok bool) {
+	proof := r.Header.Get("Authorization")
+	claims, err := agentkey.Parse(proof)
+	if err != nil {
+		refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
+		return store.Cluster{}, now, false
+	}
+	c, err = h.cfg.Store.GetCluster(r.Context(), claims.Cluster)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		refuse(w, http.StatusNotFound, fmt.Sprintf(
+			"cluster %s is not registered on this hub: it was deleted, or never registered; stop this agent, or register the cluster again (tether cluster create) and enroll the agent with the new join token from an empty state directory", claims.Cluster))
+		return store.Cluster{}, now, false
+	}
+	if err != nil {
+		h.logger.Error("look up cluster of agent", "cluster", claims.Cluster, "err", err)
+		refuse(w, http.StatusServiceUnavailable, "the hub could not read its store; retry")
+		return store.Cluster{}, now, false
+	}
+	if !c.Enrolled() {
+		refuse(w, http.StatusUnauthorized, "cluster "+c.ID+" has no enrolled agent key; enroll with a join token")
+		return store.Cluster{}, now, false
+	}
+	now = h.cfg.Now()
+	if _, err := agentkey.Verify(proof, ed25519.PublicKey(c.Agent.PublicKey), r.Host, now, &h.replay); err != nil {
+		h.logger.Warn("agent proof refused", "cluster", c.ID, "remote_addr", r.RemoteAddr, "err", err)
+		refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
+		return store.Cluster{}, now, false
+	}
+	if idle, expired := h.keyExpired(c, now); expired {
+		h.logger.Warn("expired agent key refused", "cluster", c.ID, "remote_addr", r.RemoteAddr, "idle", idle.String())
+		refuse(w, http.StatusForbidden, h.expiredMessage(c, idle))
+		return store.Cluster{}, now, false
+	}
+	return c, now, true
 }
 
 // tunnel authenticates an agent's proof and takes its tunnel.
@@ -76,30 +135,8 @@ func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
 		tunnel.Refuse(w, http.StatusServiceUnavailable, "this hub replica is draining; connect again")
 		return
 	}
-	proof := r.Header.Get("Authorization")
-	claims, err := agentkey.Parse(proof)
-	if err != nil {
-		tunnel.Refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
-		return
-	}
-	cluster, err := h.cfg.Store.GetCluster(r.Context(), claims.Cluster)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		tunnel.Refuse(w, http.StatusNotFound, fmt.Sprintf("cluster %s is not registered on this hub (deleted?)", claims.Cluster))
-		return
-	}
-	if err != nil {
-		h.logger.Error("look up cluster for tunnel", "cluster", claims.Cluster, "err", err)
-		tunnel.Refuse(w, http.StatusServiceUnavailable, "the hub could not read its store; retry")
-		return
-	}
-	if !cluster.Enrolled() {
-		tunnel.Refuse(w, http.StatusUnauthorized, "cluster "+cluster.ID+" has no enrolled agent key; enroll with a join token")
-		return
-	}
-	now := h.cfg.Now()
-	if _, err := agentkey.Verify(proof, ed25519.PublicKey(cluster.Agent.PublicKey), r.Host, now, &h.replay); err != nil {
-		h.logger.Warn("agent proof refused", "cluster", cluster.ID, "remote_addr", r.RemoteAddr, "err", err)
-		tunnel.Refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
+	cluster, now, ok := h.authenticateAgent(w, r, tunnel.Refuse)
+	if !ok {
 		return
 	}
 	// The agent learns its cluster's authorization mode from the 101.
@@ -110,11 +147,11 @@ func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hb := store.Heartbeat{
-		AgentVersion:      clip(r.Header.Get(agent.HeaderAgentVersion)),
-		KubernetesVersion: clip(r.Header.Get(agent.HeaderKubernetesVersion)),
+		AgentVersion:      clipText(r.Header.Get(agent.HeaderAgentVersion), store.MaxVersionLen),
+		KubernetesVersion: clipText(r.Header.Get(agent.HeaderKubernetesVersion), store.MaxVersionLen),
 		At:                now,
 	}
-	conn := &agentConn{cluster: cluster.ID, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.logger), connected: now}
+	conn := &agentConn{cluster: cluster.ID, key: cluster.Agent.PublicKey, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.logger), connected: now}
 	h.register(conn, hb)
 }
 
@@ -132,6 +169,11 @@ func (h *Hub) register(conn *agentConn, hb store.Heartbeat) {
 		old.sess.GoAway()
 		old.gw.close()
 	}
+	if !h.keyCurrent(conn) {
+		// Deleted or enrolled anew since its agent authenticated: the
+		// goroutine below cleans up.
+		conn.sess.Close()
+	}
 	h.heartbeat(conn.cluster, hb)
 	holder := store.Tunnel{Replica: h.cfg.Replica, ConnectedAt: conn.connected}
 	h.storeOp("record tunnel holder", conn.cluster, func(ctx context.Context) error {
@@ -146,6 +188,13 @@ func (h *Hub) register(conn *agentConn, hb store.Heartbeat) {
 		for {
 			select {
 			case <-tick.C:
+				if !h.keyCurrent(conn) {
+					// Deleted, or enrolled anew, through another replica:
+					// the agent is refused when it comes back.
+					h.logger.Info("agent key revoked; closing its tunnel", "cluster", conn.cluster)
+					conn.sess.Close()
+					continue // Done follows
+				}
 				hb.At = h.cfg.Now()
 				h.heartbeat(conn.cluster, hb)
 			case <-conn.sess.Done():
@@ -178,20 +227,49 @@ func (h *Hub) heartbeat(cluster string, hb store.Heartbeat) {
 	})
 }
 
-// storeOp runs a background store write with its own timeout, logging a
-// failure (a cluster deleted meanwhile is not one).
-func (h *Hub) storeOp(what, cluster string, op func(context.Context) error) {
+// keyCurrent reports whether conn's cluster still exists with the key its
+// tunnel was authenticated with: false once the cluster is deleted (which
+// revokes the key) or its agent enrolled anew. When the store cannot say,
+// the tunnel stays.
+func (h *Hub) keyCurrent(conn *agentConn) bool {
+	var c store.Cluster
+	err := h.storeOp("check agent key", conn.cluster, func(ctx context.Context) (err error) {
+		c, err = h.cfg.Store.GetCluster(ctx, conn.cluster)
+		return err
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false
+	case err != nil:
+		return true
+	}
+	return bytes.Equal(c.Agent.PublicKey, conn.key)
+}
+
+// storeOp runs a background store operation with its own timeout, logging
+// a failure (a cluster deleted meanwhile is not one), and returns its error.
+func (h *Hub) storeOp(what, cluster string, op func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := op(ctx); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err := op(ctx)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		h.logger.Warn(what, "cluster", cluster, "err", err)
 	}
+	return err
 }
 
 func (h *Hub) lookup(cluster string) *agentConn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.tunnels[cluster]
+}
+
+// closeTunnel closes the cluster's tunnel if this replica holds it; its
+// watcher goroutine then unregisters it.
+func (h *Hub) closeTunnel(cluster string) {
+	if conn := h.lookup(cluster); conn != nil {
+		conn.sess.Close()
+	}
 }
 
 func (h *Hub) goAwayAll() {
@@ -220,10 +298,23 @@ func (h *Hub) internalError(w http.ResponseWriter, what string, err error) {
 	apistatus.Write(w, http.StatusInternalServerError, "the hub failed to "+what+"; see the hub's log")
 }
 
-// clip bounds agent-reported text before it reaches the store.
-func clip(s string) string {
-	if len(s) > store.MaxVersionLen {
-		return s[:store.MaxVersionLen]
+// clipText makes agent-reported text fit the store: valid UTF-8, control
+// characters (newlines included) as spaces, at most max bytes, cut at a
+// character boundary.
+func clipText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= max {
+		return s
 	}
-	return s
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

@@ -222,10 +222,10 @@ func (h *Hub) storedAssignmentScope(w http.ResponseWriter, r *http.Request) (str
 // maxBodyLen bounds the JSON body of an admin API request.
 const maxBodyLen = 16 << 10
 
-// readJSON decodes r's JSON body into v, refusing unknown fields, and
-// leaves the body readable again (a scopeFunc and the handler both read
-// it). shape shows the expected body in the 400 answer. When it returns
-// false it has answered.
+// readJSON decodes r's JSON body into v, refusing unknown fields and
+// anything after the value, and leaves the body readable again (a
+// scopeFunc and the handler both read it). shape shows the expected body in
+// the 400 answer. When it returns false it has answered.
 func readJSON(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxBodyLen+1))
 	if err == nil && len(b) > maxBodyLen {
@@ -236,6 +236,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any, shape string) bool 
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		err = dec.Decode(v)
+		if err == nil && dec.More() {
+			err = errors.New("more data after the JSON value")
+		}
 	}
 	if err != nil {
 		apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("the body must be JSON %s (%v)", shape, err))

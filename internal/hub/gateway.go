@@ -144,23 +144,29 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 // offline explains why a cluster cannot be reached right now.
 func (h *Hub) offline(w http.ResponseWriter, r *http.Request, id, group, name string) {
 	c, err := h.cfg.Store.GetCluster(r.Context(), id)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
+	if errors.Is(err, store.ErrNotFound) {
 		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("cluster %q in group %q is not registered on this hub", name, group))
-	case err != nil:
-		h.internalError(w, "look up the cluster", err)
-	case !c.Enrolled():
-		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
-			"cluster %s/%s is not connected: no agent has enrolled yet; install the agent with the cluster's join token", group, name))
-	case c.Agent.LastSeenAt.IsZero():
-		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
-			"cluster %s/%s is not connected: its agent enrolled but has never connected; check the agent's logs and that it can reach the hub", group, name))
-	default:
-		ago := h.cfg.Now().Sub(c.Agent.LastSeenAt).Round(time.Second)
-		apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf(
-			"cluster %s/%s is not connected: its agent was last seen %s ago (%s); check that the agent is running and can reach the hub",
-			group, name, ago, c.Agent.LastSeenAt.UTC().Format(time.RFC3339)))
+		return
 	}
+	if err != nil {
+		h.internalError(w, "look up the cluster", err)
+		return
+	}
+	now := h.cfg.Now()
+	idle, expired := h.keyExpired(c, now)
+	var msg string
+	switch {
+	case !c.Enrolled():
+		msg = "no agent has enrolled yet; install the agent with the cluster's join token"
+	case expired:
+		msg = h.expiredMessage(c, idle)
+	case c.Agent.LastSeenAt.IsZero():
+		msg = "its agent enrolled but has never connected; check the agent's logs and that it can reach the hub"
+	default:
+		msg = fmt.Sprintf("its agent was last seen %s ago (%s); check that the agent is running and can reach the hub",
+			now.Sub(c.Agent.LastSeenAt).Round(time.Second), c.Agent.LastSeenAt.UTC().Format(time.RFC3339))
+	}
+	apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %s/%s is not connected: %s", group, name, msg))
 }
 
 func ensureSlash(p string) string {

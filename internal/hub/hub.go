@@ -6,9 +6,14 @@
 //	  └──────────────────────────────────► │ ◄── wss /api/v1/agent/tunnel (agent dials)
 //	                                       │ ───── one yamux stream per HTTP connection ──► API server
 //
-// A cluster is registered with the admin API, which returns a one-time join
-// token. The agent redeems it once (POST /api/v1/agent/enroll) with a public
-// key, and proves that key on every tunnel connection (package agentkey).
+// A cluster is registered with the admin API, in one of the hub's locations,
+// which returns a one-time join token. The agent redeems it once (POST
+// /api/v1/agent/enroll) with a public key, learns its location's URL, and
+// proves that key on every tunnel connection and status report (POST
+// /api/v1/agent/status; package agentkey). A cluster's connectivity status
+// (Connecting, Connected, Offline, Expired) is derived from its heartbeats
+// when it is read; deleting a cluster revokes its agent's key and closes its
+// tunnel.
 // The gateway forwards requests, upgrades (exec, attach, port-forward, cp)
 // and endless streams (watch, logs -f) through the cluster's tunnel, with
 // no total deadline, and answers kubectl with Kubernetes Status errors.
@@ -74,6 +79,25 @@ type Config struct {
 	// HeartbeatInterval is how often a connected cluster's last-seen time is
 	// written. Zero means 30 s.
 	HeartbeatInterval time.Duration
+	// OfflineAfter is how long after its last heartbeat a cluster still
+	// counts as Connected; then it is Offline. Zero means three
+	// HeartbeatIntervals; it may not be shorter than one.
+	OfflineAfter time.Duration
+	// AgentKeyMaxIdle is how long an agent key stays valid without use (no
+	// heartbeat, status report or enrollment): past it the cluster is
+	// Expired and its agent is refused until it enrolls again with a new
+	// join token. Zero means 90 days (Azure Arc's figure); it must be longer
+	// than OfflineAfter.
+	AgentKeyMaxIdle time.Duration
+	// Locations are the regions clusters are registered in: for each, the
+	// URL the agents of its clusters dial and the endpoints they must be
+	// allowed to reach (see Location). A cluster registered without a
+	// location gets the first. Empty means one location, "local", without a
+	// URL (agents keep the URL they enrolled at) or endpoints.
+	Locations []Location
+	// Version is this hub's release, served at /api/v1/version. Empty
+	// means unknown.
+	Version string
 	// DrainGrace bounds how long Serve waits for in-flight requests after
 	// its context ends. Zero means 10 s.
 	DrainGrace time.Duration
@@ -95,6 +119,8 @@ type Hub struct {
 	hubKeys  []string // PEM public keys agents trust
 	// issuerPath is the URL path the embedded issuer is served under.
 	issuerPath string
+	// locations are Config.Locations with their IDs, the default first.
+	locations []LocationView
 
 	mu      sync.Mutex            // guards tunnels
 	tunnels map[string]*agentConn // cluster ID -> its live tunnel
@@ -122,6 +148,24 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 30 * time.Second
 	}
+	if cfg.OfflineAfter == 0 {
+		cfg.OfflineAfter = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.AgentKeyMaxIdle == 0 {
+		cfg.AgentKeyMaxIdle = DefaultAgentKeyMaxIdle
+	}
+	switch {
+	case cfg.HeartbeatInterval < 0:
+		return nil, fmt.Errorf("hub: heartbeat interval %s: want a positive duration", cfg.HeartbeatInterval)
+	case cfg.OfflineAfter < cfg.HeartbeatInterval:
+		return nil, fmt.Errorf("hub: offline window %s is shorter than the heartbeat interval %s: connected clusters would show Offline between heartbeats", cfg.OfflineAfter, cfg.HeartbeatInterval)
+	case cfg.AgentKeyMaxIdle <= cfg.OfflineAfter:
+		return nil, fmt.Errorf("hub: agent key maximum idle time %s must be longer than the offline window %s", cfg.AgentKeyMaxIdle, cfg.OfflineAfter)
+	}
+	locations, err := newLocations(cfg.Locations)
+	if err != nil {
+		return nil, fmt.Errorf("hub: %w", err)
+	}
 	if cfg.DrainGrace == 0 {
 		cfg.DrainGrace = 10 * time.Second
 	}
@@ -140,7 +184,7 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, signer: signer, hubKeys: []string{string(pub)}}
+	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, signer: signer, hubKeys: []string{string(pub)}, locations: locations}
 	if cfg.IssuerHandler != nil {
 		u, err := url.Parse(cfg.EmbeddedIssuer)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" || strings.HasSuffix(u.Path, "/") {
@@ -157,11 +201,14 @@ func (h *Hub) routes() {
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", h.readyz)
 	mux.HandleFunc("GET /api/v1/auth/config", h.authConfig)
+	mux.HandleFunc("GET /api/v1/version", h.version)
 	mux.HandleFunc("POST "+enrollPath, h.enroll)
 	mux.HandleFunc("GET "+tunnelPath, h.tunnel)
+	mux.HandleFunc("POST "+statusPath, h.agentStatus)
 	mux.HandleFunc("/k8s/{group}/{cluster}/{rest...}", h.gateway)
 	mux.HandleFunc("/k8s/{group}/{cluster}", h.gateway)
 	h.adminRoutes(mux)
+	h.locationRoutes(mux)
 	h.assignmentRoutes(mux)
 	h.directoryRoutes(mux)
 	if h.issuerPath != "" {
@@ -192,6 +239,16 @@ type LoginConfig struct {
 	// Embedded says the issuer is the hub's own: the CLI reaches it as it
 	// reaches the hub (same CA, same proxy).
 	Embedded bool `json:"embedded,omitempty"`
+}
+
+// VersionInfo is the answer of GET /api/v1/version, which anyone may read.
+type VersionInfo struct {
+	// HubVersion is the hub's release (Config.Version); empty if unknown.
+	HubVersion string `json:"hubVersion"`
+}
+
+func (h *Hub) version(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, VersionInfo{HubVersion: h.cfg.Version})
 }
 
 // Handler returns the hub's HTTP handler (for tests and embedding).

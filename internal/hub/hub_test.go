@@ -103,9 +103,20 @@ func (f *fixture) call(t *testing.T, method, path, token string, body any) (int,
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, f.srv.URL+path, r)
+	var auth string
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		auth = "Bearer " + token
+	}
+	return f.send(t, method, path, auth, r)
+}
+
+// send sends a request with an optional Authorization header and returns
+// the status and the body.
+func (f *fixture) send(t *testing.T, method, path, auth string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, body)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -118,7 +129,7 @@ func (f *fixture) call(t *testing.T, method, path, token string, body any) (int,
 
 func (f *fixture) createCluster(t *testing.T, group, name string) CreatedCluster {
 	t.Helper()
-	code, body := f.call(t, "POST", "/api/v1/clusters", adminToken, ClusterRequest{Group: group, Name: name, Location: "eastus2"})
+	code, body := f.call(t, "POST", "/api/v1/clusters", adminToken, ClusterRequest{Group: group, Name: name})
 	if code != http.StatusCreated {
 		t.Fatalf("create cluster: %d %s", code, body)
 	}
@@ -175,7 +186,7 @@ func TestAdminAPI(t *testing.T) {
 		if code != 200 || json.Unmarshal(body, &list) != nil || len(list) != 1 || list[0].ID != "/groups/prod/clusters/edge-1" {
 			t.Fatalf("list: %d %s", code, body)
 		}
-		if list[0].Enrolled || list[0].Connected || list[0].Location != "eastus2" {
+		if list[0].Enrolled || list[0].Connected || list[0].Location != "local" || list[0].Status != StatusConnecting || list[0].NodeCount != -1 {
 			t.Errorf("fresh cluster view wrong: %+v", list[0])
 		}
 	})
@@ -268,6 +279,45 @@ func (a *apiServer) seen() []string {
 // runAgent runs a real agent against the fixture's hub until the test ends.
 func runAgent(t *testing.T, f *fixture, api *apiServer, joinToken, stateDir string) {
 	t.Helper()
+	a := startAgent(t, f, api, joinToken, stateDir)
+	t.Cleanup(func() {
+		if err := a.stop(); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+}
+
+// testAgent is a real agent running in the test.
+type testAgent struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned
+	err    error         // what Run returned; read after done
+}
+
+// stop ends the agent, if it still runs, and returns what its Run returned.
+func (a *testAgent) stop() error {
+	a.cancel()
+	<-a.done
+	return a.err
+}
+
+// exited waits up to 10 s for the agent to stop on its own and returns
+// what its Run returned.
+func (a *testAgent) exited(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-a.done:
+		return a.err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent did not exit")
+		return nil
+	}
+}
+
+// startAgent runs a real agent against the fixture's hub; the test must
+// stop it.
+func startAgent(t *testing.T, f *fixture, api *apiServer, joinToken, stateDir string) *testAgent {
+	t.Helper()
 	hubURL, _ := url.Parse(f.srv.URL)
 	a, err := agent.New(agent.Config{
 		Hub: hubURL, HubClient: f.srv.Client(), JoinToken: joinToken, StateDir: stateDir,
@@ -277,25 +327,17 @@ func runAgent(t *testing.T, f *fixture, api *apiServer, joinToken, stateDir stri
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-	})
+	ta := &testAgent{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(ta.done)
+		ta.err = a.Run(ctx)
+	}()
+	return ta
 }
 
 func waitConnected(t *testing.T, f *fixture, id string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for f.hub.lookup(id) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("agent did not connect")
-		}
-		time.Sleep(10 * time.Millisecond) // polling another goroutine's progress
-	}
+	poll(t, "the agent connects", func() bool { return f.hub.lookup(id) != nil })
 }
 
 func TestGateway(t *testing.T) {

@@ -64,13 +64,21 @@ type Store interface {
 	// then by name (byte-wise, as Go compares strings). The result may be
 	// nil when nothing matches.
 	ListClusters(ctx context.Context, f ClusterFilter) ([]Cluster, error)
-	// DeleteCluster removes the cluster and all its join tokens, or returns
-	// ErrNotFound.
+	// DeleteCluster removes the cluster with its agent's key (the agent is
+	// refused from then on), its status, all its join tokens and the role
+	// assignments at the cluster and its namespaces, in one change; or it
+	// returns ErrNotFound.
 	DeleteCluster(ctx context.Context, id string) error
 	// RecordHeartbeat stores the versions the cluster's agent reported and
 	// sets its LastSeenAt to hb.At. The last call wins, whatever its time.
 	// It returns ErrNotFound if the cluster does not exist.
 	RecordHeartbeat(ctx context.Context, id string, hb Heartbeat) error
+	// RecordAgentStatus stores st as the cluster's latest agent status
+	// report (Agent.Status), replacing the previous one whole: the last call
+	// wins, whatever its time. It changes nothing else (the versions and
+	// LastSeenAt that RecordHeartbeat keeps stay as they are). It returns
+	// ErrNotFound if the cluster does not exist.
+	RecordAgentStatus(ctx context.Context, id string, st AgentStatus) error
 	// SetTunnel records that t.Replica holds the cluster's tunnel since
 	// t.ConnectedAt, replacing any previous holder (the newest connection
 	// wins). It returns ErrNotFound if the cluster does not exist.
@@ -248,6 +256,26 @@ type Agent struct {
 	KubernetesVersion string
 	// LastSeenAt is the time of the last heartbeat.
 	LastSeenAt time.Time
+	// Status is the agent's latest status report (RecordAgentStatus); the
+	// zero value until the agent first reports.
+	Status AgentStatus
+}
+
+// AgentStatus is what an agent last reported about itself and its cluster
+// (RecordAgentStatus).
+type AgentStatus struct {
+	// AgentVersion and KubernetesVersion are free text, at most
+	// MaxVersionLen bytes; empty is allowed.
+	AgentVersion      string
+	KubernetesVersion string
+	// NodeCount is the number of nodes in the cluster, or -1 when the agent
+	// could not tell.
+	NodeCount int
+	// LastError is the agent's most recent problem, empty when all is well:
+	// text of at most MaxLastErrorLen bytes, on one line.
+	LastError string
+	// ReportedAt is when the hub received the report; required.
+	ReportedAt time.Time
 }
 
 // Tunnel names the hub replica that holds a cluster's tunnel. The zero Tunnel

@@ -16,6 +16,8 @@ const (
 	MaxLocationLen = 64
 	// MaxVersionLen is the longest agent or Kubernetes version.
 	MaxVersionLen = 128
+	// MaxLastErrorLen is the longest last error an agent status keeps.
+	MaxLastErrorLen = 1024
 	// MaxReplicaLen is the longest hub replica name (a DNS name).
 	MaxReplicaLen = 253
 	// MaxPublicKeyLen is the longest agent public key, in bytes.
@@ -155,6 +157,28 @@ func (hb Heartbeat) Validate() error {
 	}
 	if hb.At.IsZero() {
 		return invalid("heartbeat: time is required")
+	}
+	return nil
+}
+
+// Validate checks an agent status report: versions of at most
+// MaxVersionLen bytes of text, a node count of -1 or more, a last error of
+// at most MaxLastErrorLen bytes of text, and a time.
+func (st AgentStatus) Validate() error {
+	if err := checkText("agent version", st.AgentVersion, MaxVersionLen); err != nil {
+		return err
+	}
+	if err := checkText("kubernetes version", st.KubernetesVersion, MaxVersionLen); err != nil {
+		return err
+	}
+	if st.NodeCount < -1 {
+		return invalid("agent status: node count %d: want -1 (unknown) or more", st.NodeCount)
+	}
+	if err := checkText("last error", st.LastError, MaxLastErrorLen); err != nil {
+		return err
+	}
+	if st.ReportedAt.IsZero() {
+		return invalid("agent status: report time is required")
 	}
 	return nil
 }

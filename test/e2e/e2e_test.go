@@ -121,7 +121,9 @@ func getEnv(t *testing.T) *testenv.Env {
 			sharedErr = err
 			return
 		}
-		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true, HubArgs: hubArgs})
+		// Quick heartbeats, so that Offline shows within seconds.
+		hubArgs = append(hubArgs, "--heartbeat-interval", "1s", "--offline-after", "3s")
+		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true, HubArgs: hubArgs, Locations: []string{"East US 2", "West Europe"}})
 	})
 	if sharedErr != nil {
 		t.Fatalf("set up the end-to-end environment: %v", sharedErr)

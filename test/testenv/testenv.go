@@ -88,6 +88,9 @@ type Options struct {
 	ForwardProxy bool
 	// HubArgs are more flags for `tether hub` (e.g. --oidc-issuers FILE).
 	HubArgs []string
+	// Locations, when set, are the hub's locations (--locations), each
+	// served by this one hub; the first is where the cluster is registered.
+	Locations []string
 }
 
 // Start builds tether, starts the cluster inside a new network namespace,
@@ -172,6 +175,18 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	}
 	e.HubAddr = net.JoinHostPort(e.NS.HostIP().String(), strconv.Itoa(port))
 	e.HubURL = "https://" + e.HubAddr
+	if len(opts.Locations) > 0 {
+		var locs []map[string]any
+		for _, name := range opts.Locations {
+			locs = append(locs, map[string]any{"name": name, "url": e.HubURL, "endpoints": []string{e.HubAddr}})
+		}
+		b, _ := json.Marshal(locs)
+		path := filepath.Join(dir, "locations.json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return e, err
+		}
+		e.hubArgs = append(e.hubArgs, "--locations", path)
+	}
 	hubDir := filepath.Join(dir, "hub")
 	e.HubCA = filepath.Join(hubDir, "tls.crt")
 	if err := e.StartHub(ctx); err != nil {
@@ -191,7 +206,7 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	}
 
 	// Register the cluster and start its agent inside the namespace.
-	out, err := e.TetherCmd(ctx, "cluster", "create", "-g", e.Group, "-n", e.Name, "-l", "eastus2", "-o", "json").Output()
+	out, err := e.TetherCmd(ctx, "cluster", "create", "-g", e.Group, "-n", e.Name, "-o", "json").Output()
 	if err != nil {
 		return e, fmt.Errorf("tether cluster create: %w", ExitDetail(err))
 	}
@@ -271,7 +286,7 @@ func (e *Env) startAgent(joinToken string) error {
 // under the given name (a second registration of the cluster gets its own).
 func (e *Env) StartAgent(name, joinToken string) (*rig.Process, error) {
 	args := []string{"agent", "--hub", e.HubURL, "--hub-ca", e.HubCA, "--state-dir", filepath.Join(e.Dir, name),
-		"--kubeconfig", e.Cluster.Kubeconfig}
+		"--kubeconfig", e.Cluster.Kubeconfig, "--health-listen", "127.0.0.1:0"} // several agents share the namespace
 	if joinToken != "" {
 		args = append(args, "--join-token", joinToken)
 	}

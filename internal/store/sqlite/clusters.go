@@ -12,17 +12,20 @@ import (
 // clusterColumns are the columns scanCluster reads, in its order.
 const clusterColumns = `id, group_name, name, location, mode, created_at,
 	agent_public_key, enrolled_at, agent_version, kubernetes_version, last_seen_at,
+	status_agent_version, status_kubernetes_version, status_node_count, status_last_error, status_reported_at,
 	tunnel_replica, tunnel_connected_at`
 
 // scanCluster reads one row of clusterColumns.
 func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 	var (
-		c                               store.Cluster
-		mode                            string
-		created, enrolled, seen, tunnel sql.NullInt64
+		c                                         store.Cluster
+		mode                                      string
+		created, enrolled, seen, reported, tunnel sql.NullInt64
 	)
+	st := &c.Agent.Status
 	err := row.Scan(&c.ID, &c.Group, &c.Name, &c.Location, &mode, &created,
 		&c.Agent.PublicKey, &enrolled, &c.Agent.Version, &c.Agent.KubernetesVersion, &seen,
+		&st.AgentVersion, &st.KubernetesVersion, &st.NodeCount, &st.LastError, &reported,
 		&c.Tunnel.Replica, &tunnel)
 	if err != nil {
 		return store.Cluster{}, err
@@ -31,6 +34,7 @@ func scanCluster(row interface{ Scan(...any) error }) (store.Cluster, error) {
 	c.CreatedAt = goTime(created)
 	c.Agent.EnrolledAt = goTime(enrolled)
 	c.Agent.LastSeenAt = goTime(seen)
+	st.ReportedAt = goTime(reported)
 	c.Tunnel.ConnectedAt = goTime(tunnel)
 	return c, nil
 }
@@ -135,40 +139,44 @@ func (s *Store) DeleteCluster(ctx context.Context, id string) error {
 
 // RecordHeartbeat implements store.Store.
 func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbeat) error {
-	if _, _, err := store.ParseClusterID(id); err != nil {
-		return fmt.Errorf("record heartbeat: %w", err)
-	}
-	if err := hb.Validate(); err != nil {
-		return fmt.Errorf("record heartbeat for cluster %s: %w", id, err)
-	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, `
-			UPDATE clusters SET agent_version = ?, kubernetes_version = ?, last_seen_at = ?
-			WHERE id = ?`,
-			hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At), id)
-	})
-	if err != nil {
-		return fmt.Errorf("record heartbeat for cluster %s: %w", id, err)
-	}
-	return nil
+	return s.updateCluster(ctx, "record heartbeat", id, hb, `
+		UPDATE clusters SET agent_version = ?, kubernetes_version = ?, last_seen_at = ?
+		WHERE id = ?`,
+		hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At))
+}
+
+// RecordAgentStatus implements store.Store.
+func (s *Store) RecordAgentStatus(ctx context.Context, id string, st store.AgentStatus) error {
+	return s.updateCluster(ctx, "record agent status", id, st, `
+		UPDATE clusters SET status_agent_version = ?, status_kubernetes_version = ?,
+			status_node_count = ?, status_last_error = ?, status_reported_at = ?
+		WHERE id = ?`,
+		st.AgentVersion, st.KubernetesVersion, st.NodeCount, st.LastError, dbTime(st.ReportedAt))
 }
 
 // SetTunnel implements store.Store.
 func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error {
+	return s.updateCluster(ctx, "set tunnel", id, t, `
+		UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?
+		WHERE id = ?`,
+		t.Replica, dbTime(t.ConnectedAt))
+}
+
+// updateCluster validates the cluster ID and v, then runs query, an UPDATE
+// whose last parameter is the ID and which must touch the cluster's row
+// (else store.ErrNotFound). what names the operation in errors.
+func (s *Store) updateCluster(ctx context.Context, what, id string, v interface{ Validate() error }, query string, args ...any) error {
 	if _, _, err := store.ParseClusterID(id); err != nil {
-		return fmt.Errorf("set tunnel: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("%s of cluster %s: %w", what, id, err)
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		return execOne(ctx, tx, `
-			UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?
-			WHERE id = ?`,
-			t.Replica, dbTime(t.ConnectedAt), id)
+		return execOne(ctx, tx, query, append(args, id)...)
 	})
 	if err != nil {
-		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+		return fmt.Errorf("%s of cluster %s: %w", what, id, err)
 	}
 	return nil
 }

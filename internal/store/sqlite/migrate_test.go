@@ -305,8 +305,8 @@ func schemaObjects(t *testing.T, s *Store) []string {
 }
 
 // TestMigrateFrom0001 upgrades a database that a binary with only the first
-// migration created and filled: the second applies on top, keeps the data,
-// and leaves the schema a new database gets; opening again changes nothing.
+// migration created and filled: the later ones apply on top, keep the data,
+// and leave the schema a new database gets; opening again changes nothing.
 func TestMigrateFrom0001(t *testing.T) {
 	ctx := t.Context()
 	init, err := fs.ReadFile(embeddedMigrations, "migrations/0001_init.sql")
@@ -320,9 +320,13 @@ func TestMigrateFrom0001(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open with 0001 only: %v", err)
 	}
-	web, err := old.CreateCluster(ctx, store.Cluster{Group: "prod", Name: "web", Location: "eastus2", Mode: store.ModeHubRBAC, CreatedAt: t0})
+	// The row as that binary wrote it: this one's CreateCluster reads
+	// columns of later migrations.
+	web := store.Cluster{ID: store.ClusterID("prod", "web"), Group: "prod", Name: "web", Location: "eastus2", Mode: store.ModeHubRBAC, CreatedAt: t0}
+	_, err = old.db.ExecContext(ctx, `INSERT INTO clusters (id, group_name, name, location, mode, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		web.ID, web.Group, web.Name, web.Location, string(web.Mode), t0.UnixMicro())
 	if err != nil {
-		t.Fatalf("CreateCluster: %v", err)
+		t.Fatalf("insert cluster: %v", err)
 	}
 	hash := store.TokenHash{1}
 	if err := old.CreateJoinToken(ctx, store.JoinToken{Hash: hash, ClusterID: web.ID, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}); err != nil {
@@ -344,7 +348,7 @@ func TestMigrateFrom0001(t *testing.T) {
 	for _, m := range applied {
 		names = append(names, m.Name)
 	}
-	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql", "0003_agent_status.sql"}, names); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(before, applied[:1]); diff != "" {
@@ -373,6 +377,15 @@ func TestMigrateFrom0001(t *testing.T) {
 	}
 	if err := s.CreateRoleAssignment(ctx, a); err != nil {
 		t.Fatalf("CreateRoleAssignment after upgrade: %v", err)
+	}
+
+	// The columns of 0003 work.
+	st := store.AgentStatus{AgentVersion: "v0.2.0", NodeCount: -1, LastError: "nodes: forbidden", ReportedAt: t0.Add(time.Minute)}
+	if err := s.RecordAgentStatus(ctx, web.ID, st); err != nil {
+		t.Fatalf("RecordAgentStatus after upgrade: %v", err)
+	}
+	if got, err := s.GetCluster(ctx, web.ID); err != nil || got.Agent.Status != st {
+		t.Errorf("agent status after upgrade = %+v, %v; want %+v", got.Agent.Status, err, st)
 	}
 
 	// The upgraded schema is a new database's.

@@ -48,7 +48,8 @@ func testCreateCluster(t *testing.T, s store.Store) {
 			name: "ID, agent and tunnel are ignored",
 			in: store.Cluster{
 				ID: "/groups/other/clusters/other", Group: "prod", Name: "db", Location: "eastus2", CreatedAt: t0,
-				Agent:  store.Agent{PublicKey: []byte("key"), EnrolledAt: t0, Version: "v1", KubernetesVersion: "v1.31.0", LastSeenAt: t0},
+				Agent: store.Agent{PublicKey: []byte("key"), EnrolledAt: t0, Version: "v1", KubernetesVersion: "v1.31.0", LastSeenAt: t0,
+					Status: store.AgentStatus{AgentVersion: "v1", NodeCount: 3, LastError: "boom", ReportedAt: t0}},
 				Tunnel: store.Tunnel{Replica: "hub-0", ConnectedAt: t0},
 			},
 			want: created("prod", "db"),
@@ -423,6 +424,120 @@ func testTunnelErrors(t *testing.T, s store.Store) {
 			}
 			if _, err := s.ClearTunnel(t.Context(), tt.id, tt.tunnel); !errors.Is(err, tt.wantErr) {
 				t.Errorf("ClearTunnel = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	if diff := cmp.Diff(web, mustGet(t.Context(), t, s, web.ID), opts); diff != "" {
+		t.Errorf("failed calls changed the cluster (-want +got):\n%s", diff)
+	}
+}
+
+func testRecordAgentStatus(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	web := mustCreate(ctx, t, s, "prod", "web")
+	other := mustCreate(ctx, t, s, "prod", "api")
+	hb := store.Heartbeat{AgentVersion: "v0.1.0", KubernetesVersion: "v1.31.2", At: at(time.Minute)}
+	if err := s.RecordHeartbeat(ctx, web.ID, hb); err != nil {
+		t.Fatalf("RecordHeartbeat: %v", err)
+	}
+	// The report is kept apart from what the heartbeat recorded.
+	withStatus := func(st store.AgentStatus) store.Cluster {
+		c := created("prod", "web")
+		c.Agent = store.Agent{Version: "v0.1.0", KubernetesVersion: "v1.31.2", LastSeenAt: stored(at(time.Minute)), Status: st}
+		return c
+	}
+	longest := strings.Repeat("é", store.MaxLastErrorLen/2) // exactly the limit, in bytes
+
+	// Applied in order to the same cluster.
+	steps := []struct {
+		name string
+		st   store.AgentStatus
+		want store.Cluster
+	}{
+		{
+			name: "first report",
+			st:   store.AgentStatus{AgentVersion: "v0.2.0", KubernetesVersion: "v1.32.0", NodeCount: 3, ReportedAt: at(2 * time.Minute)},
+			want: withStatus(store.AgentStatus{AgentVersion: "v0.2.0", KubernetesVersion: "v1.32.0", NodeCount: 3, ReportedAt: stored(at(2 * time.Minute))}),
+		},
+		{
+			name: "a problem, node count unknown",
+			st:   store.AgentStatus{AgentVersion: "v0.2.0", NodeCount: -1, LastError: "list nodes: connection refused", ReportedAt: at(3 * time.Minute)},
+			want: withStatus(store.AgentStatus{AgentVersion: "v0.2.0", NodeCount: -1, LastError: "list nodes: connection refused", ReportedAt: stored(at(3 * time.Minute))}),
+		},
+		{
+			name: "longest last error",
+			st:   store.AgentStatus{NodeCount: 1, LastError: longest, ReportedAt: at(4 * time.Minute)},
+			want: withStatus(store.AgentStatus{NodeCount: 1, LastError: longest, ReportedAt: stored(at(4 * time.Minute))}),
+		},
+		{
+			name: "older time, last call wins, the error clears",
+			st:   store.AgentStatus{AgentVersion: "v0.2.1", KubernetesVersion: "v1.32.1", ReportedAt: at(90 * time.Second)},
+			want: withStatus(store.AgentStatus{AgentVersion: "v0.2.1", KubernetesVersion: "v1.32.1", ReportedAt: stored(at(90 * time.Second))}),
+		},
+	}
+	for _, tt := range steps {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.RecordAgentStatus(t.Context(), web.ID, tt.st); err != nil {
+				t.Fatalf("RecordAgentStatus: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, mustGet(t.Context(), t, s, web.ID), opts); diff != "" {
+				t.Errorf("cluster after the report (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// A heartbeat leaves the report alone.
+	hb = store.Heartbeat{AgentVersion: "v0.3.0", At: at(5 * time.Minute)}
+	if err := s.RecordHeartbeat(ctx, web.ID, hb); err != nil {
+		t.Fatalf("RecordHeartbeat: %v", err)
+	}
+	want := created("prod", "web")
+	want.Agent = store.Agent{Version: "v0.3.0", LastSeenAt: stored(at(5 * time.Minute)),
+		Status: store.AgentStatus{AgentVersion: "v0.2.1", KubernetesVersion: "v1.32.1", ReportedAt: stored(at(90 * time.Second))}}
+	if diff := cmp.Diff(want, mustGet(ctx, t, s, web.ID), opts); diff != "" {
+		t.Errorf("cluster after a heartbeat (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(other, mustGet(ctx, t, s, other.ID), opts); diff != "" {
+		t.Errorf("another cluster changed (-want +got):\n%s", diff)
+	}
+
+	// The report goes with its cluster.
+	if err := s.DeleteCluster(ctx, web.ID); err != nil {
+		t.Fatalf("DeleteCluster: %v", err)
+	}
+	if diff := cmp.Diff(created("prod", "web"), mustCreate(ctx, t, s, "prod", "web"), opts); diff != "" {
+		t.Errorf("cluster re-created under the same name (-want +got):\n%s", diff)
+	}
+}
+
+func testRecordAgentStatusInvalid(t *testing.T, s store.Store) {
+	web := mustCreate(t.Context(), t, s, "prod", "web")
+	valid := store.AgentStatus{AgentVersion: "v1", NodeCount: 1, ReportedAt: t0}
+	with := func(f func(st *store.AgentStatus)) store.AgentStatus {
+		st := valid
+		f(&st)
+		return st
+	}
+	tests := []struct {
+		name    string
+		id      string
+		st      store.AgentStatus
+		wantErr error
+	}{
+		{"unknown cluster", "/groups/prod/clusters/api", valid, store.ErrNotFound},
+		{"malformed ID", "prod/web", valid, store.ErrInvalid},
+		{"zero time", web.ID, with(func(st *store.AgentStatus) { st.ReportedAt = time.Time{} }), store.ErrInvalid},
+		{"node count below -1", web.ID, with(func(st *store.AgentStatus) { st.NodeCount = -2 }), store.ErrInvalid},
+		{"agent version too long", web.ID, with(func(st *store.AgentStatus) { st.AgentVersion = strings.Repeat("1", store.MaxVersionLen+1) }), store.ErrInvalid},
+		{"kubernetes version with a control character", web.ID, with(func(st *store.AgentStatus) { st.KubernetesVersion = "v1.31\x00" }), store.ErrInvalid},
+		{"last error too long", web.ID, with(func(st *store.AgentStatus) { st.LastError = strings.Repeat("x", store.MaxLastErrorLen+1) }), store.ErrInvalid},
+		{"last error on two lines", web.ID, with(func(st *store.AgentStatus) { st.LastError = "one\ntwo" }), store.ErrInvalid},
+		{"last error not UTF-8", web.ID, with(func(st *store.AgentStatus) { st.LastError = "bad\xff" }), store.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.RecordAgentStatus(t.Context(), tt.id, tt.st); !errors.Is(err, tt.wantErr) {
+				t.Errorf("RecordAgentStatus = %v, want %v", err, tt.wantErr)
 			}
 		})
 	}

@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListClusters", testListClusters},
 		{"DeleteCluster", testDeleteCluster},
 		{"RecordHeartbeat", testRecordHeartbeat},
+		{"RecordAgentStatus", testRecordAgentStatus},
+		{"RecordAgentStatusInvalid", testRecordAgentStatusInvalid},
 		{"Tunnel", testTunnel},
 		{"TunnelErrors", testTunnelErrors},
 		{"CreateJoinToken", testCreateJoinToken},
