@@ -8,6 +8,7 @@ missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 command -v tinyproxy >/dev/null || missing+=(tinyproxy) # the real forward proxy of the end-to-end tests
+[[ -x /usr/lib/squid/security_file_certgen ]] || missing+=(squid-openssl) # the TLS-intercepting corporate proxy of the end-to-end tests
 command -v chromium-headless-shell >/dev/null || missing+=(chromium-headless-shell) # the real browser of the web-page tests (test/browser)
 if ((${#missing[@]})); then
 	if [[ $(id -u) != 0 ]]; then

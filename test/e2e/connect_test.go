@@ -314,4 +314,63 @@ func TestClusterConnect(t *testing.T) {
 			t.Errorf("the deleted cluster's agent still runs:\n%s", agent.Tail(20))
 		}
 	})
+
+	t.Run("through a proxy that intercepts TLS with its own CA (--proxy-cert)", func(t *testing.T) {
+		mitm, err := e.StartInterceptingProxy(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mitm.Close()
+		// The first agent's namespace must be gone before it is made anew.
+		deadline := time.Now().Add(60 * time.Second)
+		for e.Cluster.Kubectl(ctx, "get", "namespace", ns).Run() == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s still exists a minute after delete", ns)
+			}
+			time.Sleep(200 * time.Millisecond) // polling the namespace controller
+		}
+		const mitmName = "edge-behind-mitm"
+		args := []string{"cluster", "connect", "-g", group, "-n", mitmName, "--kubeconfig", e.Cluster.Kubeconfig,
+			"--proxy-https", "http://" + mitm.Addr, "--proxy-cert", mitm.CAFile, "--proxy-skip-range", e.Cluster.Address.String(), "--timeout", "2m"}
+		connect := insideCmd(ctx, e, args...)
+		var stderr bytes.Buffer
+		connect.Stderr = &stderr
+		if err := connect.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- connect.Wait() }()
+		var a *rig.Process
+		for a == nil {
+			select {
+			case err := <-done:
+				t.Fatalf("connect ended before the agent ran: %v\n%s", err, stderr.String())
+			case <-time.After(200 * time.Millisecond): // polling for the Deployment connect applies
+			}
+			if e.Cluster.Kubectl(ctx, "get", "deployment", "-n", ns, "tether-agent").Run() == nil {
+				a = agentFromObjects(t, ctx, e, ns)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("connect through the intercepting proxy: %v\n%s\nagent log:\n%s\nsquid:\n%s", err, stderr.String(), a.Tail(30), mitm.Proc.Tail(20))
+		}
+		// The tunnel really carries requests through the bumped connection.
+		lp, err := e.StartProxyWith(ctx, t.TempDir(), mitmName, []string{"-g", group, "--token", e.SAToken}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lp.Proc.Stop(syscall.SIGINT, 15*time.Second)
+		if out, err := lp.Kubectl(ctx, "", "get", "serviceaccounts", "-o", "name").CombinedOutput(); err != nil || !strings.Contains(string(out), "serviceaccount/default") {
+			t.Errorf("kubectl through the tunnel behind the intercepting proxy: %v\n%s", err, out)
+		}
+		access, _ := os.ReadFile(filepath.Join(filepath.Dir(mitm.CAFile), "access.log"))
+		// Squid logs a request when it ends (the tunnel lives on): the
+		// enrollment, logged with its https URL, shows it was decrypted.
+		if !strings.Contains(string(access), "POST https://"+e.HubAddr+"/api/v1/agent/enroll") {
+			t.Errorf("squid's access log shows no decrypted request (so it did not intercept):\n%s", access)
+		}
+		if out, err := insideCmd(ctx, e, "cluster", "delete", "-g", group, "-n", mitmName, "--yes", "--kubeconfig", e.Cluster.Kubeconfig).CombinedOutput(); err != nil {
+			t.Errorf("delete: %v\n%s", err, out)
+		}
+	})
 }
