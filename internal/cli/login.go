@@ -42,34 +42,34 @@ func (f *signInFlags) register(cmd *cobra.Command) {
 
 // source builds the token source for this hub from its /api/v1/auth/config.
 func (f *signInFlags) source(ctx context.Context, secret string, interactive bool, prompt io.Writer) (*credentials.Source, error) {
-	base, err := f.hub.parse()
+	hc, err := f.hub.client()
 	if err != nil {
 		return nil, err
 	}
-	t, err := f.hub.transport()
-	if err != nil {
-		return nil, err
-	}
-	hubClient := &http.Client{Transport: t, Timeout: 30 * time.Second}
 	var ac hub.AuthConfig
-	if err := getJSON(ctx, hubClient, base.String()+"/api/v1/auth/config", &ac); err != nil {
+	if err := hc.do(ctx, http.MethodGet, "/api/v1/auth/config", nil, &ac); err != nil {
 		return nil, fmt.Errorf("ask the hub how to sign in: %w", err)
 	}
 	lc, err := f.pickIssuer(ac.Issuers)
 	if err != nil {
 		return nil, err
 	}
-	issuerTransport := http.DefaultTransport.(*http.Transport).Clone()
-	issuerTransport.Proxy = http.ProxyFromEnvironment
-	if lc.Embedded {
+	var issuerTransport http.RoundTripper
+	switch {
+	case lc.Embedded:
 		// The hub's own issuer: trust it as the hub is trusted (--hub-ca).
-		issuerTransport = t
-	} else if lc.IssuerCA != "" {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(lc.IssuerCA)) {
-			return nil, errors.New("the hub sent an issuer CA that holds no certificate")
+		issuerTransport = hc.client.Transport
+	default:
+		it := http.DefaultTransport.(*http.Transport).Clone()
+		it.Proxy = http.ProxyFromEnvironment
+		if lc.IssuerCA != "" {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM([]byte(lc.IssuerCA)) {
+				return nil, errors.New("the hub sent an issuer CA that holds no certificate")
+			}
+			it.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
-		issuerTransport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		issuerTransport = it
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
@@ -107,30 +107,6 @@ func (f *signInFlags) pickIssuer(issuers []hub.LoginConfig) (hub.LoginConfig, er
 		urls = append(urls, lc.Issuer)
 	}
 	return hub.LoginConfig{}, usageError{fmt.Errorf("--issuer %q is not one of this hub's: %s (or \"embedded\" for the hub's own)", f.issuer, strings.Join(urls, ", "))}
-}
-
-func getJSON(ctx context.Context, c *http.Client, u string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var st struct{ Message string }
-		if json.Unmarshal(body, &st) == nil && st.Message != "" {
-			return errors.New(st.Message)
-		}
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return json.Unmarshal(body, out)
 }
 
 func newLoginCmd() *cobra.Command {

@@ -2,9 +2,7 @@ package issuer
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/oauth2"
 
 	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/store"
@@ -276,16 +276,10 @@ func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (token
 		return tokenResponse{}, badRequest("invalid_grant", "redirect_uri does not match the one of the authorization request")
 	case !validVerifier(verifier):
 		return tokenResponse{}, badRequest("invalid_grant", "code_verifier is not 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)")
-	case subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(ac.challenge)) != 1:
+	case subtle.ConstantTimeCompare([]byte(oauth2.S256ChallengeFromVerifier(verifier)), []byte(ac.challenge)) != 1:
 		return tokenResponse{}, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
 	}
 	return i.issueToPerson(grantAuthorizationCode, now, ac.user, ac.scopes, ac.nonce)
-}
-
-// s256 is the PKCE S256 code challenge of a verifier.
-func s256(verifier string) string {
-	h := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // validVerifier checks a PKCE code verifier's form (RFC 7636 4.1).

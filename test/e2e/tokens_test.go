@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -262,5 +261,5 @@ func getWithToken(t *testing.T, hc *http.Client, u, token string) (int, string) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, fmt.Sprint(string(b))
+	return resp.StatusCode, string(b)
 }
