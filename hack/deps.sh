@@ -10,6 +10,7 @@ command -v nft >/dev/null || missing+=(nftables)
 command -v tinyproxy >/dev/null || missing+=(tinyproxy) # the real forward proxy of the end-to-end tests
 [[ -x /usr/lib/squid/security_file_certgen ]] || missing+=(squid-openssl) # the TLS-intercepting corporate proxy of the end-to-end tests
 command -v chromium-headless-shell >/dev/null || missing+=(chromium-headless-shell) # the real browser of the web-page tests (test/browser)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql) # the real PostgreSQL server of the store tests (test/pgserver)
 if ((${#missing[@]})); then
 	if [[ $(id -u) != 0 ]]; then
 		echo "deps: need ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2

@@ -272,8 +272,16 @@ func (a *Agent) serve(ctx context.Context) error {
 		if errors.Is(err, ErrRefused) {
 			return err
 		}
-		if time.Since(start) >= a.cfg.StableAfter {
+		up := time.Since(start)
+		if up >= a.cfg.StableAfter {
 			bo.reset()
+		}
+		if errors.Is(err, errMovedAway) && up >= time.Second {
+			// A draining hub replica: connect to another one now (its
+			// in-flight requests finish on the old tunnel meanwhile). A hub
+			// that sends every new tunnel away at once gets the backoff.
+			a.logger.Info("hub replica is draining; reconnecting now", "cluster", en.cluster)
+			continue
 		}
 		wait := bo.next()
 		a.logger.Warn("tunnel down; reconnecting", "cluster", en.cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
@@ -290,6 +298,10 @@ func (a *Agent) poke() {
 	default: // one is pending already
 	}
 }
+
+// errMovedAway ends a tunnel whose hub replica asked the agent to reconnect
+// (it is draining).
+var errMovedAway = errors.New("hub asked the agent to reconnect elsewhere (draining)")
 
 // connect dials one tunnel and serves it until it dies, the hub asks the
 // agent to go elsewhere, or ctx ends. A session told to go away keeps
@@ -387,7 +399,7 @@ func (a *Agent) connect(ctx context.Context, en *enrollment, handler http.Handle
 			}
 			stop()
 		}()
-		return down(disconnectGoAway, errors.New("hub asked the agent to reconnect elsewhere (draining)"))
+		return down(disconnectGoAway, errMovedAway)
 	}
 }
 

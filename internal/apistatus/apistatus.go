@@ -6,6 +6,8 @@ package apistatus
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -24,15 +26,31 @@ func Status(code int, message string) metav1.Status {
 
 // Write answers with Status(code, message) as JSON.
 func Write(w http.ResponseWriter, code int, message string) {
-	b, err := json.Marshal(Status(code, message))
+	write(w, Status(code, message))
+}
+
+func write(w http.ResponseWriter, st metav1.Status) {
+	b, err := json.Marshal(st)
 	if err != nil { // a Status always marshals; keep the code regardless
-		http.Error(w, message, code)
+		http.Error(w, st.Message, int(st.Code))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
+	w.WriteHeader(int(st.Code))
 	w.Write(append(b, '\n'))
+}
+
+// WriteRetry answers like Write, and asks the client to retry after the
+// given time (at least a second): a Retry-After header, which client-go
+// honours by retrying a 5xx or 429 on its own, and the Status's
+// retryAfterSeconds.
+func WriteRetry(w http.ResponseWriter, code int, message string, after time.Duration) {
+	secs := max(int32((after+time.Second-1)/time.Second), 1)
+	st := Status(code, message)
+	st.Details = &metav1.StatusDetails{RetryAfterSeconds: secs}
+	w.Header().Set("Retry-After", strconv.Itoa(int(secs)))
+	write(w, st)
 }
 
 func reasonFor(code int) metav1.StatusReason {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -35,21 +36,29 @@ import (
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/issuer"
 	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/store/postgres"
 	"tether.dev/tether/internal/store/sqlite"
 )
 
 func newHubCmd() *cobra.Command {
 	var (
-		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile string
-		sans                                                                             []string
-		accessTTL, heartbeat, offlineAfter, keyMaxIdle                                   time.Duration
+		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile, storeURL, peerURL string
+		sans                                                                                                []string
+		accessTTL, heartbeat, offlineAfter, keyMaxIdle, lease, drainDelay, drainGrace                       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
 		Short: "Run the hub: the endpoint agents dial out to, and the gateway kubectl reaches clusters through",
 		Long: `Run the hub. State lives in DATA_DIR (SQLite tether.db, admin.token, and a
 self-signed TLS certificate tls.crt/tls.key unless --tls-cert/--tls-key are given).
-Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
+Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.
+
+Several replicas share a PostgreSQL database (--store postgres://..., or the
+TETHER_STORE environment variable, which keeps the password off the command
+line) and the same DATA_DIR files and certificate (see tether hub init); each
+tells the others where it is reached with --peer-url. On SIGTERM a replica
+drains (readiness fails for --drain-delay, its agents move to other
+replicas, requests in flight get --drain-grace); a second signal stops it at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
@@ -71,11 +80,22 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 			if err != nil {
 				return err
 			}
-			st, err := sqlite.Open(cmd.Context(), filepath.Join(dataDir, "tether.db"))
+			if storeURL == "" {
+				storeURL = os.Getenv("TETHER_STORE")
+			}
+			st, shared, err := openStore(cmd.Context(), storeURL, dataDir)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			var peerTLS *tls.Config
+			if shared {
+				if peerURL, err = defaultPeerURL(peerURL, listen); err != nil {
+					return err
+				}
+			} else if peerURL != "" {
+				return usageError{errors.New("--peer-url: replicas share a PostgreSQL store; with the embedded SQLite store the hub runs alone (set --store postgres://...)")}
+			}
 			hubID, key, err := loadAssertionKey(dataDir)
 			if err != nil {
 				return err
@@ -97,8 +117,14 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 			if err != nil {
 				return err
 			}
+			if peerURL != "" {
+				if peerTLS, err = peerTLSConfig(cert, base); err != nil {
+					return err
+				}
+			}
 			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
 				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica,
+				PeerURL: peerURL, PeerTLS: peerTLS, ReplicaLease: lease, DrainDelay: drainDelay, DrainGrace: drainGrace,
 				HeartbeatInterval: heartbeat, OfflineAfter: offlineAfter, AgentKeyMaxIdle: keyMaxIdle,
 				Locations: locations, Version: Version}, logger)
 			if err != nil {
@@ -125,6 +151,111 @@ Clients trust the self-signed certificate with --hub-ca DATA_DIR/tls.crt.`,
 	f.DurationVar(&heartbeat, "heartbeat-interval", 30*time.Second, "how often a connected cluster's last-seen time is recorded")
 	f.DurationVar(&offlineAfter, "offline-after", 0, "how long after its last heartbeat a cluster shows Offline (default three heartbeat intervals)")
 	f.DurationVar(&keyMaxIdle, "agent-key-max-idle", hub.DefaultAgentKeyMaxIdle, "how long an agent key stays valid without contact; then the cluster is Expired and its agent must enroll again (default 90 days)")
+	f.StringVar(&storeURL, "store", "", "the hub's store: empty for SQLite in the data directory, or postgres://USER@HOST/DB?... shared by several replicas (default $TETHER_STORE)")
+	f.StringVar(&peerURL, "peer-url", "", "where the other replicas reach this one, https://HOST:PORT (with a PostgreSQL store; default https://HOST:PORT from the --listen host or the host name)")
+	f.DurationVar(&lease, "replica-lease", 15*time.Second, "how long this replica counts as alive without renewing its record; a replica that stops renewing is taken for dead after it")
+	f.DurationVar(&drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long readiness fails before agents are moved to other replicas (let load balancers notice)")
+	f.DurationVar(&drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long requests in flight get to finish after agents were moved; then long streams are ended")
+	cmd.AddCommand(newHubInitCmd())
+	return cmd
+}
+
+// openStore opens the store named by u: SQLite in dataDir when empty, or
+// PostgreSQL; shared reports the latter.
+func openStore(ctx context.Context, u, dataDir string) (st store.Store, shared bool, err error) {
+	switch {
+	case u == "":
+		st, err := sqlite.Open(ctx, filepath.Join(dataDir, "tether.db"))
+		return st, false, err
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		st, err := postgres.Open(ctx, u)
+		if err != nil {
+			return nil, false, fmt.Errorf("open the PostgreSQL store: %w", err)
+		}
+		return st, true, nil
+	}
+	return nil, false, usageError{errors.New("--store: want empty (SQLite in the data directory) or a postgres:// URL")}
+}
+
+// defaultPeerURL is --peer-url, else https://HOST:PORT with the --listen
+// host or this machine's name, and the --listen port.
+func defaultPeerURL(flag, listen string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", usageError{fmt.Errorf("--listen %q: %w", listen, err)}
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("name this replica's peer URL (set --peer-url): %w", err)
+		}
+	}
+	return "https://" + net.JoinHostPort(host, port), nil
+}
+
+// peerTLSConfig is how a replica verifies the others: they serve the same
+// certificate, so the roots are this replica's own chain (pinned) besides
+// the system's, and the name is the public URL's host.
+func peerTLSConfig(cert tls.Certificate, base string) (*tls.Config, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("read the serving certificate: %w", err)
+		}
+		roots.AddCert(c)
+	}
+	return &tls.Config{RootCAs: roots, ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}, nil
+}
+
+func newHubInitCmd() *cobra.Command {
+	var (
+		dataDir string
+		sans    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Make the files every replica of a hub shares: admin token, identity keys and a self-signed certificate",
+		Long: `Make, in DATA_DIR, the files that every replica of one hub must share: admin.token,
+hub.id, assertion.key, issuer.key, and a self-signed tls.crt/tls.key for the
+--tls-san names. Files that exist are kept. Put them in Kubernetes Secrets for
+the hub's Helm chart (deploy/helm/tether-hub).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return fmt.Errorf("create data directory: %w", err)
+			}
+			if _, _, err := loadAdminToken(filepath.Join(dataDir, "admin.token")); err != nil {
+				return err
+			}
+			if _, _, err := loadAssertionKey(dataDir); err != nil {
+				return err
+			}
+			if _, err := issuer.LoadOrCreateKey(filepath.Join(dataDir, "issuer.key")); err != nil {
+				return err
+			}
+			if _, err := loadOrCreateCert(dataDir, "", "", sans); err != nil {
+				return err
+			}
+			d := dataDir
+			fmt.Fprintf(cmd.OutOrStdout(), `The hub's shared files are in %[1]s. For the Helm chart:
+  kubectl create secret generic tether-hub-identity --from-file=admin.token=%[1]s/admin.token --from-file=hub.id=%[1]s/hub.id --from-file=assertion.key=%[1]s/assertion.key --from-file=issuer.key=%[1]s/issuer.key
+  kubectl create secret tls tether-hub-tls --cert %[1]s/tls.crt --key %[1]s/tls.key
+`, d)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "directory to write the files to")
+	cmd.Flags().StringSliceVar(&sans, "tls-san", nil, "DNS names or IPs the self-signed certificate covers (the hub's public host)")
 	return cmd
 }
 

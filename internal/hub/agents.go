@@ -161,6 +161,7 @@ func (h *Hub) register(conn *agentConn, hb store.Heartbeat) {
 	h.mu.Lock()
 	old := h.tunnels[conn.cluster]
 	h.tunnels[conn.cluster] = conn
+	h.notifyLocalLocked()
 	h.wg.Add(1)
 	h.mu.Unlock()
 	if old != nil {
@@ -209,6 +210,7 @@ func (h *Hub) unregister(conn *agentConn, hb store.Heartbeat, holder store.Tunne
 	h.mu.Lock()
 	if h.tunnels[conn.cluster] == conn {
 		delete(h.tunnels, conn.cluster)
+		h.notifyLocalLocked()
 	}
 	h.mu.Unlock()
 	conn.gw.close()
@@ -243,6 +245,11 @@ func (h *Hub) keyCurrent(conn *agentConn) bool {
 	case err != nil:
 		return true
 	}
+	return keyMatches(c, conn)
+}
+
+// keyMatches reports whether conn was authenticated with c's agent key.
+func keyMatches(c store.Cluster, conn *agentConn) bool {
 	return bytes.Equal(c.Agent.PublicKey, conn.key)
 }
 
@@ -272,13 +279,17 @@ func (h *Hub) closeTunnel(cluster string) {
 	}
 }
 
-func (h *Hub) goAwayAll() {
+// goAwayAll asks every agent to reconnect elsewhere, and returns how many
+// it asked.
+func (h *Hub) goAwayAll() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, c := range h.tunnels {
 		c.sess.GoAway()
 		c.gw.close()
 	}
+	h.notifyLocalLocked() // requests waiting on these look elsewhere
+	return len(h.tunnels)
 }
 
 func (h *Hub) closeAll() {
@@ -294,6 +305,11 @@ func (h *Hub) closeAll() {
 }
 
 func (h *Hub) internalError(w http.ResponseWriter, what string, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		h.logger.Warn(what, "err", err)
+		apistatus.WriteRetry(w, http.StatusServiceUnavailable, "the hub could not "+what+": its store is unavailable (the database is down or unreachable); retry in a few seconds", 2*time.Second)
+		return
+	}
 	h.logger.Error(what, "err", err)
 	apistatus.Write(w, http.StatusInternalServerError, "the hub failed to "+what+"; see the hub's log")
 }

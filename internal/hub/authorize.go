@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/apistatus"
@@ -127,6 +128,10 @@ func (h *Hub) refuseCaller(w http.ResponseWriter, err error, hint string) {
 		return
 	}
 	h.logger.Warn("verify caller token", "err", err)
+	if errors.Is(err, store.ErrUnavailable) {
+		apistatus.WriteRetry(w, http.StatusServiceUnavailable, "the hub could not check your token: its store is unavailable (the database is down or unreachable); retry in a few seconds", 2*time.Second)
+		return
+	}
 	apistatus.Write(w, http.StatusServiceUnavailable, "the hub could not check your token right now ("+err.Error()+"); retry shortly")
 }
 

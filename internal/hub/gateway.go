@@ -94,14 +94,22 @@ func (g *clusterGateway) error(w http.ResponseWriter, r *http.Request, err error
 }
 
 // gateway serves /k8s/{group}/{cluster}/...: kubectl's requests for one
-// cluster, forwarded through its agent's tunnel.
+// cluster, forwarded through its agent's tunnel, on this replica or on the
+// replica that holds it.
 func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 	group, name := r.PathValue("group"), r.PathValue("cluster")
 	if store.ValidateName(group) != nil || store.ValidateName(name) != nil {
 		apistatus.Write(w, http.StatusNotFound, "no such cluster: the gateway path is /k8s/{group}/{cluster}/ with lowercase names")
 		return
 	}
-	id := store.ClusterID(group, name)
+	peer, hops, ok := h.fromPeer(w, r)
+	if !ok {
+		return
+	}
+	in := via{client: r.RemoteAddr, hops: hops}
+	if peer != "" {
+		in.client = r.Header.Get(headerPeerClient)
+	}
 	token, ok := authheader.Bearer(r.Header.Get("Authorization"))
 	if !ok {
 		apistatus.Write(w, http.StatusUnauthorized,
@@ -114,11 +122,37 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusUnauthorized, fmt.Sprintf("your bearer token was refused: it has %d bytes, more than any valid token (at most %d); sign in again (tether login) or pass a service-account token", len(token), identity.MaxTokenSize))
 		return
 	}
-	conn := h.lookup(id)
-	if conn == nil {
-		h.offline(w, r, id, group, name)
+	h.serveCluster(w, r, store.ClusterID(group, name), in)
+}
+
+// serveCluster sends r through the cluster's tunnel: this replica's, or
+// the holding replica's (see findTarget).
+func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in via) {
+	h.active.Add(1)
+	defer h.active.Add(-1)
+	if in.attempt == 0 && isWatch(r) {
+		e := newWatchEnder(w)
+		defer h.watches.add(e)()
+		w = e
+	}
+	t, err := h.findTarget(r.Context(), id, in.hops)
+	switch {
+	case errors.Is(err, errNoRoute) && in.hops > 0:
+		// The sender's route is stale: it reads it again.
+		w.Header().Set(headerRouteMiss, "1")
+		apistatus.WriteRetry(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %s's tunnel moved to another hub replica; retry", id), time.Second)
+		return
+	case errors.Is(err, errNoRoute):
+		h.offline(w, r, id)
+		return
+	case err != nil:
+		return // the client went away
+	case t.local == nil:
+		h.forwardToPeer(w, r, id, t, in)
 		return
 	}
+	conn := t.local
+	token, _ := authheader.Bearer(r.Header.Get("Authorization")) // checked by gateway
 	// The agent forwards only what the hub vouches for.
 	a := identity.Assertion{Cluster: id, Mode: identity.ModeToken}
 	if h.cfg.Verifier != nil && h.cfg.Verifier.Trusts(token) {
@@ -142,7 +176,8 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 }
 
 // offline explains why a cluster cannot be reached right now.
-func (h *Hub) offline(w http.ResponseWriter, r *http.Request, id, group, name string) {
+func (h *Hub) offline(w http.ResponseWriter, r *http.Request, id string) {
+	group, name, _ := store.ParseClusterID(id)
 	c, err := h.cfg.Store.GetCluster(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		apistatus.Write(w, http.StatusNotFound, fmt.Sprintf("cluster %q in group %q is not registered on this hub", name, group))

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"strings"
@@ -74,6 +75,29 @@ type Config struct {
 	Logins []LoginConfig
 	// Replica names this hub process in the store. Empty means the host name.
 	Replica string
+	// PeerURL is where the hub's other replicas reach this one,
+	// https://HOST:PORT (in Kubernetes, the pod's IP). Empty means this hub
+	// runs alone: it forwards to no replica and keeps no lease. Set, Store
+	// must implement store.Watcher and PeerTLS is required.
+	PeerURL string
+	// PeerTLS is the client TLS configuration for reaching other replicas:
+	// the roots and server name their serving certificate is verified
+	// with (every replica serves the same certificate).
+	PeerTLS *tls.Config
+	// ReplicaLease is how long this replica's record in the store lasts
+	// without renewal; it is renewed every third of it, and a replica that
+	// misses it is taken for dead (its tunnels' routes are dropped). Zero
+	// means 15 s.
+	ReplicaLease time.Duration
+	// RouteWait is how long a request for a cluster whose agent is moving
+	// between replicas (its tunnel just closed, or its replica died) waits
+	// for the agent to connect again before the cluster is reported not
+	// connected. Zero means 5 s.
+	RouteWait time.Duration
+	// DrainDelay is how long, once Serve's context ends, the hub fails
+	// readiness while serving as usual, so load balancers stop sending it
+	// new connections before its agents are moved. Zero means none.
+	DrainDelay time.Duration
 	// JoinTokenTTL is how long a new join token stays valid. Zero means 24 h.
 	JoinTokenTTL time.Duration
 	// HeartbeatInterval is how often a connected cluster's last-seen time is
@@ -99,7 +123,8 @@ type Config struct {
 	// means unknown.
 	Version string
 	// DrainGrace bounds how long Serve waits for in-flight requests after
-	// its context ends. Zero means 10 s.
+	// its agents were moved; then long streams (watches, logs, exec) are
+	// ended. Zero means 10 s.
 	DrainGrace time.Duration
 	// Tunnel tunes agent tunnels; zero values are the tunnel package's
 	// defaults.
@@ -107,6 +132,14 @@ type Config struct {
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
+
+// While the store is unreachable, a signed-in caller's request is allowed on
+// the decision made for the same token and cluster up to decisionsStaleFor
+// earlier (see decisions); maxDecisions bounds how many are kept.
+const (
+	decisionsStaleFor = 5 * time.Minute
+	maxDecisions      = 10_000
+)
 
 // Hub serves the agent endpoints, the gateway and the admin API.
 type Hub struct {
@@ -122,9 +155,29 @@ type Hub struct {
 	// locations are Config.Locations with their IDs, the default first.
 	locations []LocationView
 
-	mu      sync.Mutex            // guards tunnels
+	mu      sync.Mutex            // guards tunnels and tunnelsChanged
 	tunnels map[string]*agentConn // cluster ID -> its live tunnel
-	wg      sync.WaitGroup        // per-tunnel goroutines
+	// tunnelsChanged is closed and replaced when tunnels changes.
+	tunnelsChanged chan struct{}
+	wg             sync.WaitGroup // per-tunnel goroutines
+
+	// decisions stand in for the store for signed-in callers while it is
+	// unreachable.
+	decisions *decisions
+
+	// active counts the gateway's requests in flight, upgraded ones
+	// included; watches are the watches among them.
+	active  atomic.Int64
+	watches streamSet
+
+	// Replication, when PeerURL is set (nil otherwise).
+	rt            *routes
+	changes       *changeQueue
+	watcher       store.Watcher
+	renewNow      chan struct{}
+	peerKey       []byte
+	peerProxy     *httputil.ReverseProxy
+	peerTransport *http.Transport
 }
 
 // New validates cfg and builds the hub. It does no I/O.
@@ -169,6 +222,15 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if cfg.DrainGrace == 0 {
 		cfg.DrainGrace = 10 * time.Second
 	}
+	if cfg.ReplicaLease == 0 {
+		cfg.ReplicaLease = 15 * time.Second
+	}
+	if cfg.RouteWait == 0 {
+		cfg.RouteWait = 5 * time.Second
+	}
+	if cfg.ReplicaLease < 300*time.Millisecond || cfg.RouteWait < 0 || cfg.DrainDelay < 0 || cfg.DrainGrace < 0 {
+		return nil, fmt.Errorf("hub: replica lease %s (at least 300ms), route wait %s, drain delay %s and drain grace %s must not be negative", cfg.ReplicaLease, cfg.RouteWait, cfg.DrainDelay, cfg.DrainGrace)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -184,7 +246,28 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
 	}
-	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, signer: signer, hubKeys: []string{string(pub)}, locations: locations}
+	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, tunnelsChanged: make(chan struct{}),
+		decisions: newDecisions(decisionsStaleFor, maxDecisions),
+		signer:    signer, hubKeys: []string{string(pub)}, locations: locations}
+	if cfg.PeerURL != "" {
+		u, err := url.Parse(cfg.PeerURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("hub: peer URL %q: want https://HOST:PORT, where the other replicas reach this one", cfg.PeerURL)
+		}
+		w, ok := cfg.Store.(store.Watcher)
+		if !ok {
+			return nil, errors.New("hub: replicas need a store that tells them of each other's changes (store.Watcher)")
+		}
+		if cfg.PeerTLS == nil {
+			return nil, errors.New("hub: replicas need the TLS configuration to verify each other (PeerTLS)")
+		}
+		h.watcher = w
+		h.rt = newRoutes(cfg.Replica)
+		h.changes = newChangeQueue()
+		h.renewNow = make(chan struct{}, 1)
+		h.peerKey = peerKeyFor(cfg.AssertionKey)
+		h.peerProxy = h.newPeerProxy(cfg.PeerTLS)
+	}
 	if cfg.IssuerHandler != nil {
 		u, err := url.Parse(cfg.EmbeddedIssuer)
 		if err != nil || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" || strings.HasSuffix(u.Path, "/") {
@@ -271,32 +354,55 @@ func (h *Hub) authConfig(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Serve serves HTTPS on l with tlsConfig until ctx ends, then drains: it
-// fails readiness, asks every agent to reconnect elsewhere, waits up to
-// DrainGrace for in-flight requests, and closes every tunnel. It returns
-// when every goroutine it started has exited.
+// fails readiness for DrainDelay while serving as usual, asks every agent
+// to reconnect elsewhere and gives up its routes, waits up to DrainGrace
+// for in-flight requests, then ends the long streams still open and closes
+// every tunnel. It returns when every goroutine it started has exited.
 func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) error {
+	// Every request's context: cancelled when the drain's grace is over,
+	// which ends the streams (watch, logs -f, exec) still open.
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
 	srv := &http.Server{
 		Handler:           h.mux,
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(h.logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return streams },
 		// No ReadTimeout or WriteTimeout: watches, logs -f, exec and the
 		// tunnels themselves live as long as they are used.
 	}
+
+	// The replica loops: the lease stops when the drain gives the routes
+	// up; the routes are followed until the end, for the requests still
+	// being forwarded.
+	loops, stopLoops := context.WithCancel(context.Background())
+	lease, stopLease := context.WithCancel(loops)
+	defer stopLease()
+	var leaseDone, watchDone sync.WaitGroup
+	if h.rt != nil {
+		leaseDone.Add(1)
+		watchDone.Add(1)
+		go func() { defer leaseDone.Done(); h.leaseLoop(lease) }()
+		go func() { defer watchDone.Done(); h.watchLoop(loops, h.watcher) }()
+	}
+	defer func() {
+		stopLoops()
+		leaseDone.Wait()
+		watchDone.Wait()
+	}()
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(l, "", "") }()
-	h.logger.Info("hub serving", "addr", l.Addr().String(), "replica", h.cfg.Replica)
+	h.logger.Info("hub serving", "addr", l.Addr().String(), "replica", h.cfg.Replica, "peer_url", h.cfg.PeerURL)
 
 	var err error
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
-		h.draining.Store(true)
-		h.goAwayAll()
-		sctx, cancel := context.WithTimeout(context.Background(), h.cfg.DrainGrace)
-		srv.Shutdown(sctx) // hijacked connections (tunnels, upgrades) are ours to close
-		cancel()
+		h.drain(srv, func() { stopLease(); leaseDone.Wait() })
+		endStreams()
 		err = <-errc
 	}
 	srv.Close()
@@ -306,6 +412,49 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 		return nil
 	}
 	return err
+}
+
+// drain is Serve's orderly stop; stopLease stops the lease loop and waits
+// for it.
+func (h *Hub) drain(srv *http.Server, stopLease func()) {
+	h.draining.Store(true)
+	h.logger.Info("draining: readiness fails from now on; send the signal again to stop at once", "drain_delay", h.cfg.DrainDelay.String(), "drain_grace", h.cfg.DrainGrace.String())
+	if h.cfg.DrainDelay > 0 {
+		time.Sleep(h.cfg.DrainDelay)
+	}
+	// Agents first: they connect to another replica while this one still
+	// carries what they had in flight.
+	n := h.goAwayAll()
+	h.logger.Info("draining: agents asked to reconnect elsewhere", "tunnels", n)
+	if h.rt != nil {
+		stopLease()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		cleared, err := h.cfg.Store.RemoveReplica(ctx, h.cfg.Replica)
+		cancel()
+		if err != nil {
+			h.logger.Warn("draining: give up routes (the other replicas will expire them)", "err", err)
+		} else {
+			h.logger.Info("draining: routes given up", "clusters", len(cleared))
+		}
+	}
+	deadline := time.Now().Add(h.cfg.DrainGrace)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	srv.Shutdown(ctx) // closes the listener; waits for plain requests
+	// Upgraded requests (exec, attach, port-forward) are hijacked, which
+	// Shutdown does not wait for: count them out too.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for h.active.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	if n := h.active.Load(); n > 0 {
+		w := h.watches.endAll("this hub replica is shutting down and ended the watch; watch again (the next connection goes to another replica)")
+		h.logger.Info("draining: grace is over; ending the streams still open (clients reconnect to another replica)", "streams", n, "watches", w)
+	}
 }
 
 // checkAdmin authorizes the admin API with the bootstrap admin token.

@@ -45,19 +45,41 @@ func (h *Hub) verifyCaller(ctx context.Context, token string) (identity.Principa
 // few that access.KubernetesGroups derives from the caller's assignments,
 // and the agent's bindings give them their meaning.
 func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token string) (a identity.Assertion, denied bool) {
+	key := decisionKey(token, clusterID)
+	// stale stands in for the store while it is unreachable: the decision
+	// made for this very token and cluster a short while ago.
+	stale := func(err error) bool {
+		if !errors.Is(err, store.ErrUnavailable) {
+			return false
+		}
+		var ok bool
+		if a, ok = h.decisions.get(key, h.cfg.Now()); ok {
+			h.logger.Warn("store unavailable: a signed-in caller is allowed on a recent decision", "cluster", clusterID, "principal", a.Subject)
+		}
+		return ok
+	}
 	p, err := h.verifyCaller(r.Context(), token)
 	if err != nil {
+		if stale(err) {
+			return a, false
+		}
 		h.refuseCaller(w, err, "sign in again (tether login)")
 		return a, true
 	}
 	principal := accessPrincipal(p)
 	cluster, err := h.cfg.Store.GetCluster(r.Context(), clusterID)
 	if err != nil {
+		if stale(err) {
+			return a, false
+		}
 		h.internalError(w, "look up the cluster", err)
 		return a, true
 	}
 	assignments, err := h.assignmentsOf(r.Context(), p, store.AssignmentFilter{Scope: clusterID, Above: true, Below: true})
 	if err != nil {
+		if stale(err) {
+			return a, false
+		}
 		h.internalError(w, "read role assignments", err)
 		return a, true
 	}
@@ -77,5 +99,6 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("principal %s is in %d groups, more than the hub passes on (%d)", p.ID, len(a.Groups), identity.MaxGroups))
 		return a, true
 	}
+	h.decisions.put(key, a, h.cfg.Now(), p.Expiry)
 	return a, false
 }

@@ -208,10 +208,15 @@ func (i *Issuer) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomString(32)
 	now := i.cfg.Now()
-	ac := authCode{clientID: i.cfg.CLIClientID, redirectURI: req.redirectURI, challenge: req.challenge, scopes: req.scopes, nonce: req.nonce, user: who}
-	if err := i.codes.add(now, code, ac, now.Add(authCodeTTL)); err != nil {
+	ac := authCode{ClientID: i.cfg.CLIClientID, RedirectURI: req.redirectURI, Challenge: req.challenge, Scopes: req.scopes, Nonce: req.nonce, User: who}
+	err := i.codes.add(r.Context(), now, code, ac, now.Add(authCodeTTL))
+	switch {
+	case errors.Is(err, errFull):
 		i.logger.Warn("authorization code refused", "err", err)
 		writePage(w, http.StatusServiceUnavailable, page{Title: "Sign-in failed", Error: err.Error()}, "")
+		return
+	case err != nil:
+		i.storeFailure(r.RemoteAddr, "authorization code not stored", err).write(w, i.loginPage(req, login), formAction)
 		return
 	}
 	i.redirectTo(w, r, req, url.Values{"code": {code}})

@@ -297,3 +297,26 @@ func TestAuthCodeRedemption(t *testing.T) {
 		}
 	})
 }
+
+func TestAuthCodeBound(t *testing.T) {
+	e := newEnv(t, nil)
+	e.iss.codes.max = 1
+	verifier := oauth2.GenerateVerifier()
+	code := e.authCode(t, authRequestParams(verifier), alicePW, "approve").Get("code")
+	resp, err := e.browserSignIn(t, e.httpClient(false), e.url+authorizePath+"?"+authRequestParams(verifier).Encode(), aliceLogin, alicePW, "approve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := readResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "too many sign-ins") {
+		t.Errorf("a code past the bound: %d\n%s", r.status, r.body)
+	}
+	// A redeemed code frees its place.
+	if r := e.redeem(t, code, verifier, testRedirect); r.status != http.StatusOK {
+		t.Fatalf("redeem: %d %s", r.status, r.body)
+	}
+	e.authCode(t, authRequestParams(verifier), alicePW, "approve")
+}

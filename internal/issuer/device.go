@@ -17,6 +17,11 @@ const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
 // userCodeLen letters make a user code: 20^8, about 2^34.6, codes.
 const userCodeLen = 8
 
+// userCodeDraws bounds the user codes drawn for one device code when the
+// ones drawn are taken: with at most maxPending pending, one draw in 2.5
+// million is.
+const userCodeDraws = 10
+
 // newUserCode draws a user code, normalized (without the dash).
 func newUserCode() string {
 	const limit = 256 - 256%len(userCodeAlphabet) // unbiased
@@ -104,22 +109,22 @@ func (i *Issuer) deviceCode(w http.ResponseWriter, r *http.Request) (deviceAuthR
 		return deviceAuthResponse{}, oerr
 	}
 	now := i.cfg.Now()
-	expires := now.Add(i.cfg.DeviceCodeTTL)
 	deviceCode := randomString(32)
-	g := &deviceGrant{scopes: scopes, interval: i.cfg.DevicePollInterval}
-	for {
-		g.userCode = newUserCode()
-		err := i.devices.add(now, deviceCode, g, expires)
-		if errors.Is(err, errDuplicate) {
-			continue // another pending code has this user code: draw again
-		}
-		if err != nil {
-			w.Header().Set("Retry-After", "60")
-			return deviceAuthResponse{}, &oauthError{Code: "temporarily_unavailable", Description: err.Error(), status: http.StatusServiceUnavailable, cause: err}
-		}
-		break
+	g := deviceGrant{Scopes: scopes, Interval: i.cfg.DevicePollInterval, Expires: now.Add(i.cfg.DeviceCodeTTL)}
+	var userCode string
+	err := errDuplicate
+	// Another pending code may have the user code drawn: draw again.
+	for n := 0; errors.Is(err, errDuplicate) && n < userCodeDraws; n++ {
+		userCode = newUserCode()
+		err = i.devices.add(r.Context(), now, deviceCode, userCode, g)
 	}
-	uc := formatUserCode(g.userCode)
+	switch {
+	case errors.Is(err, errFull):
+		return deviceAuthResponse{}, unavailable(err.Error(), time.Minute, err)
+	case err != nil:
+		return deviceAuthResponse{}, storeError(fmt.Errorf("new device code: %w", err))
+	}
+	uc := formatUserCode(userCode)
 	verify := i.endpoint(devicePath)
 	return deviceAuthResponse{
 		DeviceCode:              deviceCode,
@@ -154,33 +159,56 @@ func (i *Issuer) serveDevice(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusBadRequest, page{Title: "Sign-in failed", Error: "The form could not be read."}, "")
 		return
 	}
+	ctx := r.Context()
 	typed, login := r.PostForm.Get("user_code"), r.PostForm.Get("login")
 	p := i.devicePage(shownUserCode(typed), login)
 	now := i.cfg.Now()
 	addr := addressKey(r.RemoteAddr)
-	if wait := i.guesses.attempt(addr, now); wait > 0 {
+	wait, err := i.guesses.attempt(ctx, addr, now)
+	switch {
+	case err != nil:
+		i.storeFailure(r.RemoteAddr, "device code entry failed", err).write(w, p, "")
+		return
+	case wait > 0:
 		i.logger.Info("device code entry locked out", "remote_addr", r.RemoteAddr)
 		tooMany("with wrong codes from your address", wait).write(w, p, "")
 		return
 	}
 	code := normalizeUserCode(typed)
-	if code == "" || !i.devices.pending(now, code) {
+	pending := false
+	if code != "" {
+		if pending, err = i.devices.pending(ctx, now, code); err != nil {
+			i.forgive(ctx, i.guesses, addr)
+			i.storeFailure(r.RemoteAddr, "device code entry failed", err).write(w, p, "")
+			return
+		}
+	}
+	if !pending {
 		i.logger.Info("wrong device user code", "remote_addr", r.RemoteAddr)
 		(&failure{status: http.StatusBadRequest, msg: "That code is not valid, or has expired or been used. Check it, or start the sign-in again in your terminal."}).write(w, p, "")
 		return
 	}
-	i.guesses.forgive(addr)
+	i.forgive(ctx, i.guesses, addr)
 	if r.PostForm.Get("action") == "deny" {
-		i.devices.decide(now, code, false, person{})
+		// A code decided or expired meanwhile needs no denial.
+		if _, err := i.devices.decide(ctx, now, code, false, person{}); err != nil {
+			i.storeFailure(r.RemoteAddr, "device code denial failed", err).write(w, p, "")
+			return
+		}
 		writePage(w, http.StatusOK, page{Title: "Sign-in denied", Message: "You denied the sign-in. The terminal that asked will say so; you can close this window."}, "")
 		return
 	}
-	who, f := i.signIn(r.Context(), r.RemoteAddr, login, r.PostForm.Get("password"))
+	who, f := i.signIn(ctx, r.RemoteAddr, login, r.PostForm.Get("password"))
 	if f != nil {
 		f.write(w, p, "")
 		return
 	}
-	if !i.devices.decide(i.cfg.Now(), code, true, who) {
+	approved, err := i.devices.decide(ctx, i.cfg.Now(), code, true, who)
+	if err != nil {
+		i.storeFailure(r.RemoteAddr, "device code approval failed", err).write(w, p, "")
+		return
+	}
+	if !approved {
 		(&failure{status: http.StatusBadRequest, msg: "The code expired or was used while you signed in. Start the sign-in again in your terminal."}).write(w, p, "")
 		return
 	}

@@ -317,13 +317,20 @@ func TestUserCodeGuessing(t *testing.T) {
 
 func TestPendingBound(t *testing.T) {
 	e := newEnv(t, nil)
-	e.iss.devices = newDeviceStore(2)
+	e.iss.devices.max = 2
 	e.deviceAuth(t)
-	e.deviceAuth(t)
+	da := e.deviceAuth(t)
 	r := e.post(t, deviceCodePath, url.Values{"client_id": {cliID}})
-	if diff := cmp.Diff(oauthErr{503, "temporarily_unavailable"}, r.oauth()); diff != "" || r.header.Get("Retry-After") == "" {
-		t.Errorf("(-want +got):\n%s\n%s", diff, r.body)
+	if diff := cmp.Diff(oauthErr{503, "temporarily_unavailable"}, r.oauth()); diff != "" || r.header.Get("Retry-After") != "60" {
+		t.Errorf("(-want +got):\n%s\nRetry-After %q\n%s", diff, r.header.Get("Retry-After"), r.body)
 	}
-	e.clock.Advance(DefaultDeviceCodeTTL) // the two expire and are swept
+	// A redeemed code frees its place at once.
+	e.approve(t, da.UserCode)
+	if r := e.pollDevice(t, da.DeviceCode); r.status != http.StatusOK {
+		t.Fatalf("poll: %d %s", r.status, r.body)
+	}
+	e.deviceAuth(t)
+	e.clock.Advance(DefaultDeviceCodeTTL) // the two expire
+	e.deviceAuth(t)
 	e.deviceAuth(t)
 }

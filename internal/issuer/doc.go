@@ -9,7 +9,8 @@
 //	                                                           │ login name + password
 //	service principal ──client_credentials (secret)──► <URL>/token
 //	                                                           │
-//	                        hub store: users, service principals, groups
+//	                        hub store: users, service principals, groups,
+//	                                   sign-ins in progress (all replicas)
 //	kubectl ──access token──► hub gateway (identity.Verifier, keys from PublicKeys)
 //
 // The endpoints live under the issuer URL's path: the discovery document
@@ -44,16 +45,42 @@
 //
 // # State
 //
-// Pending device codes and authorization codes live in memory, bounded
-// (10,000 each) and swept of expired entries as they are used. A hub
-// with several replicas behind one name will need them in the store
-// instead, since the poll or redemption may reach another replica than
-// the one that issued the code. The sign-in lock-outs are in memory too,
-// per replica.
+// The issuer holds no state in memory: the sign-ins in progress are
+// ephemeral records of the store (Config.Store), so that hub replicas
+// sharing one store (PostgreSQL) behind one name serve as one. A device
+// code may be issued by one replica, approved on a second one's page and
+// polled on a third. The records, by kind:
+//
+//   - device-code: a pending device authorization (its scopes, poll
+//     interval and last poll, the decision and who approved), kept 10
+//     minutes past its expiry so that late polls get expired_token;
+//   - user-code: the device code a user code stands for;
+//   - auth-code: an unredeemed authorization code's request and sign-in;
+//   - lockout-login, lockout-addr: the failed attempts of a login name
+//     and of a client address, forgotten an hour after the last one.
+//
+// Every record is keyed by the SHA-256 (base64url) of its code, login
+// name or address: the store never holds a code, nor a typed login name.
+// Its value is JSON. Changes (a poll, an approval, a counted attempt) are
+// compare-and-swap on the record's version, retried a few times when
+// another request changed it first; a redemption is an atomic take, so
+// of concurrent redemptions of one code, on any replicas, exactly one
+// succeeds. Pending device codes, and separately unredeemed authorization
+// codes, are bounded (10,000 each across the replicas; counted before
+// adding, so concurrent additions may pass the bound by a few). Each
+// issuer purges the expired records from a POST request at most once a
+// minute.
+//
+// When the store cannot be reached (store.ErrUnavailable), the token and
+// device authorization endpoints answer 503 temporarily_unavailable with
+// Retry-After, and the pages a 503 page asking to try again in a moment;
+// a code is not used up by a request that failed so. Other store failures
+// are answered 500 and logged.
 //
 // # Brute force
 //
-// Failed passwords are counted per login name: after five the
+// Failed passwords are counted per login name, by every replica alike:
+// after five the
 // name is locked out for 1 s, doubling with each further failure up to 15
 // minutes; a success resets it. Wrong user codes on the device page are
 // counted the same way per client address (an IPv6 client by its /64). A

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,8 @@ type oauthError struct {
 	Code        string `json:"error"`
 	Description string `json:"error_description,omitempty"`
 	status      int
-	cause       error // logged, never sent
+	retryAfter  time.Duration // sent as Retry-After if not zero
+	cause       error         // logged, never sent
 }
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
@@ -53,6 +55,8 @@ func (e *oauthError) logAttrs(r *http.Request) []any {
 // authorization_pending of a device code poll) for debugging.
 func (e *oauthError) level() slog.Level {
 	switch {
+	case e.status == http.StatusServiceUnavailable:
+		return slog.LevelWarn
 	case e.status >= 500:
 		return slog.LevelError
 	case e.Code == "invalid_client" || e.Code == "invalid_grant":
@@ -77,6 +81,25 @@ func serverError(cause error) *oauthError {
 	return &oauthError{Code: "server_error", Description: "the hub could not complete the request; try again, and tell its operator if it persists", status: http.StatusInternalServerError, cause: cause}
 }
 
+// unavailable is the 503 answer to try again later: the store is
+// unreachable, or busy with the same sign-in, or the issuer is full.
+func unavailable(description string, retryAfter time.Duration, cause error) *oauthError {
+	return &oauthError{Code: "temporarily_unavailable", Description: description, status: http.StatusServiceUnavailable, retryAfter: retryAfter, cause: cause}
+}
+
+// storeError is the answer to a failed store call: 503 if the store could
+// not be reached or the sign-in's record kept changing (a retry may
+// succeed), else 500. The cause is logged.
+func storeError(err error) *oauthError {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		return unavailable("the hub cannot reach its database just now; try again in a moment", retryUnavailable, err)
+	case errors.Is(err, errBusy):
+		return unavailable("too many requests for this sign-in at once; try again in a moment", retryUnavailable, err)
+	}
+	return serverError(err)
+}
+
 // errClientAuth is the one answer to an unknown client ID and a wrong or
 // expired secret, so the answer does not tell which client IDs exist.
 const errClientAuth = "client authentication failed: unknown client ID, or a wrong or expired secret"
@@ -84,6 +107,9 @@ const errClientAuth = "client authentication failed: unknown client ID, or a wro
 func (i *Issuer) writeOAuthError(w http.ResponseWriter, r *http.Request, e *oauthError) {
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="tether", charset="UTF-8"`)
+	}
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.retryAfter+time.Second-1)/time.Second)))
 	}
 	i.logger.Log(r.Context(), e.level(), "token request refused", e.logAttrs(r)...)
 	writeJSON(w, e.status, e)
@@ -207,7 +233,7 @@ func (i *Issuer) clientCredentials(r *http.Request, form url.Values) (tokenRespo
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
 		return tokenResponse{}, invalidClient("%s", errClientAuth)
 	case err != nil:
-		return tokenResponse{}, serverError(fmt.Errorf("look up client %s: %w", c.id, err))
+		return tokenResponse{}, storeError(fmt.Errorf("look up client %s: %w", c.id, err))
 	case !MatchClientSecret(c.secret, secrets):
 		e := invalidClient("%s", errClientAuth)
 		e.cause = fmt.Errorf("client %s: no matching unexpired secret", c.id)
@@ -236,20 +262,23 @@ func (i *Issuer) deviceCodeGrant(r *http.Request, form url.Values) (tokenRespons
 		return tokenResponse{}, badRequest("invalid_request", "device_code is required")
 	}
 	now := i.cfg.Now()
-	g, state := i.devices.poll(now, code)
+	g, state, err := i.devices.poll(r.Context(), now, code)
+	if err != nil {
+		return tokenResponse{}, storeError(err)
+	}
 	switch state {
 	case pollUnknown:
 		return tokenResponse{}, badRequest("invalid_grant", "unknown device code (it may have expired or been used); run the sign-in again")
 	case pollExpired:
 		return tokenResponse{}, badRequest("expired_token", "the device code has expired; run the sign-in again")
 	case pollTooFast:
-		return tokenResponse{}, badRequest("slow_down", "polling too fast; wait %s between polls", g.interval)
+		return tokenResponse{}, badRequest("slow_down", "polling too fast; wait %s between polls", g.Interval)
 	case pollPending:
 		return tokenResponse{}, badRequest("authorization_pending", "waiting for the person to sign in in the browser")
 	case pollDenied:
 		return tokenResponse{}, badRequest("access_denied", "the sign-in was denied in the browser")
 	}
-	return i.issueToPerson(grantDeviceCode, now, g.user, g.scopes, "")
+	return i.issueToPerson(grantDeviceCode, now, g.User, g.Scopes, "")
 }
 
 func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
@@ -266,20 +295,22 @@ func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (token
 	}
 	now := i.cfg.Now()
 	// The code is used up by this attempt, whatever its outcome.
-	ac, ok := i.codes.take(now, code)
+	ac, ok, err := i.codes.take(r.Context(), now, code)
 	switch {
+	case err != nil:
+		return tokenResponse{}, storeError(err)
 	case !ok:
 		return tokenResponse{}, badRequest("invalid_grant", "the authorization code is unknown, expired or already used; sign in again")
-	case ac.clientID != c.id:
+	case ac.ClientID != c.id:
 		return tokenResponse{}, badRequest("invalid_grant", "the authorization code was issued to another client")
-	case ac.redirectURI != form.Get("redirect_uri"):
+	case ac.RedirectURI != form.Get("redirect_uri"):
 		return tokenResponse{}, badRequest("invalid_grant", "redirect_uri does not match the one of the authorization request")
 	case !validVerifier(verifier):
 		return tokenResponse{}, badRequest("invalid_grant", "code_verifier is not 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636)")
-	case subtle.ConstantTimeCompare([]byte(oauth2.S256ChallengeFromVerifier(verifier)), []byte(ac.challenge)) != 1:
+	case subtle.ConstantTimeCompare([]byte(oauth2.S256ChallengeFromVerifier(verifier)), []byte(ac.Challenge)) != 1:
 		return tokenResponse{}, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
 	}
-	return i.issueToPerson(grantAuthorizationCode, now, ac.user, ac.scopes, ac.nonce)
+	return i.issueToPerson(grantAuthorizationCode, now, ac.User, ac.Scopes, ac.Nonce)
 }
 
 // validVerifier checks a PKCE code verifier's form (RFC 7636 4.1).
@@ -335,7 +366,7 @@ func (i *Issuer) currentPerson(ctx context.Context, rc refreshClaims) (person, *
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
 		return person{}, gone
 	case err != nil:
-		return person{}, serverError(fmt.Errorf("look up principal %s: %w", rc.Subject, err))
+		return person{}, storeError(fmt.Errorf("look up principal %s: %w", rc.Subject, err))
 	case p.Type != access.PrincipalUser:
 		return person{}, gone
 	}
@@ -345,13 +376,13 @@ func (i *Issuer) currentPerson(ctx context.Context, rc refreshClaims) (person, *
 	case errors.Is(err, store.ErrNotFound):
 		return person{}, gone
 	case err != nil:
-		return person{}, serverError(fmt.Errorf("look up user %s: %w", rc.Subject, err))
+		return person{}, storeError(fmt.Errorf("look up user %s: %w", rc.Subject, err))
 	case u.ID != rc.Subject:
 		return person{}, gone
 	case !pwdMatches(rc.Pwd, u.PasswordHash):
 		return person{}, badRequest("invalid_grant", "the user's password was changed or removed since this sign-in; sign in again")
 	}
-	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, pwd: rc.Pwd, authTime: time.Unix(rc.AuthTime, 0)}, nil
+	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, Pwd: rc.Pwd, AuthTime: time.Unix(rc.AuthTime, 0)}, nil
 }
 
 func (i *Issuer) issueToPerson(grant string, now time.Time, p person, scopes []string, nonce string) (tokenResponse, *oauthError) {

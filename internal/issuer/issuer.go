@@ -33,7 +33,8 @@ const (
 	// authCodeTTL is the life of an authorization code.
 	authCodeTTL = 2 * time.Minute
 	// maxPending bounds the pending device codes, and separately the
-	// unredeemed authorization codes, held in memory.
+	// unredeemed authorization codes, in the store (across the replicas
+	// sharing it).
 	maxPending = 10_000
 	// maxFormBytes bounds a request body.
 	maxFormBytes = 64 << 10
@@ -56,8 +57,10 @@ type Config struct {
 	// https://hub.example.com:8443/oidc), under which the endpoints are
 	// served. Required.
 	URL string
-	// Store holds the users, service principals and their credentials.
-	// Required.
+	// Store holds the users, service principals and their credentials,
+	// and the sign-ins in progress (device codes, authorization codes and
+	// lock-out counts, as ephemeral records): issuers of one URL and key
+	// sharing a store serve as one, behind any load balancer. Required.
 	Store store.Store
 	// Key signs every token (ES256); a P-256 key, see LoadOrCreateKey.
 	// Required.
@@ -90,7 +93,9 @@ type Config struct {
 }
 
 // Issuer is the embedded OIDC provider, an http.Handler. It is safe for
-// concurrent use and starts no goroutine.
+// concurrent use and starts no goroutine: it keeps its state in
+// Config.Store, and purges the expired records from a request now and
+// then.
 type Issuer struct {
 	cfg    Config
 	logger *slog.Logger
@@ -104,6 +109,9 @@ type Issuer struct {
 	// logins counts failed passwords per folded login name; guesses
 	// counts wrong user codes per client address.
 	logins, guesses *lockout
+
+	purgeMu   sync.Mutex
+	lastPurge time.Time // guarded by purgeMu; see purgeExpired
 
 	dummyHash func() ([]byte, error) // a password hash to check against when there is no user
 }
@@ -157,10 +165,10 @@ func New(cfg Config, logger *slog.Logger) (*Issuer, error) {
 		cfg:       cfg,
 		logger:    logger,
 		path:      u.Path,
-		devices:   newDeviceStore(maxPending),
-		codes:     newCodeStore(maxPending),
-		logins:    newLockout(loginFreeFailures),
-		guesses:   newLockout(guessFreeFailures),
+		devices:   &deviceStore{st: cfg.Store, logger: logger, max: maxPending},
+		codes:     &codeStore{st: cfg.Store, max: maxPending},
+		logins:    &lockout{st: cfg.Store, kind: kindLockoutLogin, free: loginFreeFailures},
+		guesses:   &lockout{st: cfg.Store, kind: kindLockoutAddr, free: guessFreeFailures},
 		dummyHash: sync.OnceValues(func() ([]byte, error) { return HashPassword("no such user, no such password") }),
 	}
 	if i.kid, err = thumbprint(&cfg.Key.PublicKey); err != nil {
@@ -246,6 +254,9 @@ func (i *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range methods {
 		if r.Method == m {
+			if m == http.MethodPost {
+				i.purgeExpired(r.Context())
+			}
 			h(w, r)
 			return
 		}

@@ -38,7 +38,9 @@ func LoadOrCreateKey(path string) (*ecdsa.PrivateKey, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("issuer key: %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	// Group read is allowed: a Kubernetes Secret mounted for a non-root
+	// container is 0440 with the pod's fsGroup.
+	if perm := fi.Mode().Perm(); perm&0o037 != 0 {
 		return nil, fmt.Errorf("issuer key: %s has mode %#o, open to other users; run chmod 600 %s, and if others may have read it, remove it so a new key is made (every token issued so far then stops working)",
 			path, perm, path)
 	}

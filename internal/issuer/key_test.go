@@ -53,6 +53,7 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}{
 		{"readable by others", b, 0o644, "has mode 0644, open to other users; run chmod 600"},
 		{"writable by group", b, 0o620, "open to other users"},
+		{"executable by group", b, 0o610, "open to other users"},
 		{"not PEM", []byte("hello"), 0o600, "no PEM block"},
 		{"SEC1", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: ecDER}), 0o600, `want PRIVATE KEY (PKCS#8)`},
 		{"RSA", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: rsaDER}), 0o600, "want a P-256 ECDSA key"},
@@ -71,6 +72,14 @@ func TestLoadOrCreateKey(t *testing.T) {
 		})
 	}
 
+	t.Run("a Kubernetes Secret mount, 0440, is accepted", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "issuer.key")
+		must(t, os.WriteFile(p, b, 0o440))
+		must(t, os.Chmod(p, 0o440))
+		if _, err := LoadOrCreateKey(p); err != nil {
+			t.Errorf("LoadOrCreateKey: %v", err)
+		}
+	})
 	t.Run("directory", func(t *testing.T) {
 		if _, err := LoadOrCreateKey(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 			t.Errorf("LoadOrCreateKey: %v", err)

@@ -1,9 +1,13 @@
 package issuer
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/netip"
-	"sync"
 	"time"
+
+	"tether.dev/tether/internal/store"
 )
 
 // Lock-out policy.
@@ -17,113 +21,107 @@ const (
 	lockoutBase       = time.Second
 	lockoutMax        = 15 * time.Minute
 	// lockoutForget is how long after its last failure a key's count is
-	// forgotten.
+	// forgotten: its record expires then.
 	lockoutForget = time.Hour
-	// maxLockoutKeys bounds the keys each lockout tracks.
-	maxLockoutKeys = 10_000
 )
 
 // lockout counts failed attempts per key (a login name, a client address)
 // and locks a key out after its free failures, exponentially longer with
 // each further failure. Attempts are counted as failures when they start
 // (so concurrent attempts cannot exceed the allowance) and forgiven when
-// they succeed. Memory is bounded: when full, the key with the fewest
-// failures is forgotten first, so flooding the table with new keys does
-// not lift a lock-out.
+// they succeed. The counts are records of kind in the store, by recordKey
+// of the key, changed by compare and swap: every replica sharing the
+// store counts against the same allowance.
 type lockout struct {
+	st   store.Store
+	kind string
 	free int
-	size int
-
-	mu   sync.Mutex
-	keys map[string]*failures // guarded by mu
 }
 
+// failures is the value of a lock-out record.
 type failures struct {
-	n     int       // counted attempts
-	last  time.Time // of the last counted attempt
-	until time.Time // locked out before this instant
-}
-
-func newLockout(free int) *lockout {
-	return &lockout{free: free, size: maxLockoutKeys, keys: map[string]*failures{}}
+	N     int       `json:"n"`              // counted attempts
+	Last  time.Time `json:"last"`           // of the last counted attempt
+	Until time.Time `json:"until,omitzero"` // locked out before this instant
 }
 
 // attempt starts an attempt by key at now. If key is locked out it returns
 // how long it must still wait, and counts nothing; otherwise it counts the
-// attempt as a failure (see forgive and reset) and returns zero.
-func (l *lockout) attempt(key string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.keys[key]
-	if f != nil && now.Sub(f.last) >= lockoutForget {
-		f = nil
-		delete(l.keys, key)
-	}
-	if f != nil && now.Before(f.until) {
-		return f.until.Sub(now)
-	}
-	if f == nil {
-		l.makeRoomLocked(now)
-		f = &failures{}
-		l.keys[key] = f
-	}
-	f.n++
-	f.last = now
-	if extra := f.n - l.free; extra >= 0 {
-		d := lockoutMax
-		if extra < 20 { // 2^20 s is past the maximum
-			d = min(lockoutBase<<extra, lockoutMax)
+// attempt as a failure (see forgive and reset) and returns zero. On an
+// error nothing is counted and the attempt must not go on.
+func (l *lockout) attempt(ctx context.Context, key string, now time.Time) (time.Duration, error) {
+	k := recordKey(key)
+	for range casAttempts {
+		f, e, err := getRecord[failures](ctx, l.st, l.kind, k, now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// No failures, or forgotten: the count starts again.
+		case err != nil:
+			return 0, fmt.Errorf("lock-out check: %w", err)
+		case now.Before(f.Until):
+			return f.Until.Sub(now), nil
 		}
-		f.until = now.Add(d)
+		f.N++
+		f.Last = now
+		if extra := f.N - l.free; extra >= 0 {
+			d := lockoutMax
+			if extra < 20 { // 2^20 s is past the maximum
+				d = min(lockoutBase<<extra, lockoutMax)
+			}
+			f.Until = now.Add(d)
+		}
+		expires := now.Add(lockoutForget)
+		if e.Version == 0 {
+			err = putRecord(ctx, l.st, l.kind, k, f, expires, now)
+		} else {
+			e.ExpiresAt = expires
+			err = updateRecord(ctx, l.st, e, f, now)
+		}
+		switch {
+		case lostRace(err):
+			continue // another attempt counted first: read again
+		case err != nil:
+			return 0, fmt.Errorf("lock-out count: %w", err)
+		}
+		return 0, nil
 	}
-	return 0
+	return 0, fmt.Errorf("lock-out count: %w", errBusy)
 }
 
 // forgive uncounts one attempt of key that turned out not to be a
 // failure.
-func (l *lockout) forgive(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.keys[key]
-	if f == nil {
-		return
+func (l *lockout) forgive(ctx context.Context, key string, now time.Time) error {
+	k := recordKey(key)
+	for range casAttempts {
+		f, e, err := getRecord[failures](ctx, l.st, l.kind, k, now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("lock-out forgive: %w", err)
+		}
+		f.N = max(f.N-1, 0)
+		if f.N < l.free {
+			f.Until = time.Time{}
+		}
+		err = updateRecord(ctx, l.st, e, f, now)
+		switch {
+		case lostRace(err):
+			continue
+		case err != nil:
+			return fmt.Errorf("lock-out forgive: %w", err)
+		}
+		return nil
 	}
-	f.n--
-	if f.n < l.free {
-		f.until = time.Time{}
-	}
-	if f.n <= 0 {
-		delete(l.keys, key)
-	}
+	return fmt.Errorf("lock-out forgive: %w", errBusy)
 }
 
 // reset forgets key's failures: it proved itself.
-func (l *lockout) reset(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.keys, key)
-}
-
-// makeRoomLocked frees a slot if the table is full: forgotten keys first,
-// else the key with the fewest failures (the oldest of those).
-func (l *lockout) makeRoomLocked(now time.Time) {
-	if len(l.keys) < l.size {
-		return
+func (l *lockout) reset(ctx context.Context, key string) error {
+	if err := l.st.DeleteEphemeral(ctx, l.kind, recordKey(key)); err != nil {
+		return fmt.Errorf("lock-out reset: %w", err)
 	}
-	var victim string
-	var vf *failures
-	for k, f := range l.keys {
-		if now.Sub(f.last) >= lockoutForget {
-			delete(l.keys, k)
-			continue
-		}
-		if vf == nil || f.n < vf.n || f.n == vf.n && f.last.Before(vf.last) {
-			victim, vf = k, f
-		}
-	}
-	if len(l.keys) >= l.size && vf != nil {
-		delete(l.keys, victim)
-	}
+	return nil
 }
 
 // addressKey is the lock-out key of a client address ("host:port"): the

@@ -2,15 +2,33 @@ package issuer
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
 
+// newTestLockout is a lockout with free failures in a new store.
+func newTestLockout(t *testing.T, free int) *lockout {
+	t.Helper()
+	st, _ := newStoreAndKey(t)
+	return &lockout{st: st, kind: kindLockoutLogin, free: free}
+}
+
+// try is one attempt by key at now; it fails the test on an error.
+func (l *lockout) try(t *testing.T, key string, now time.Time) time.Duration {
+	t.Helper()
+	d, err := l.attempt(t.Context(), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestLockout(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
-	l := newLockout(3)
+	l := newTestLockout(t, 3)
 	// Each step is one attempt at t0 plus at; ok means it was let through.
 	steps := []struct {
 		at   time.Duration
@@ -30,7 +48,7 @@ func TestLockout(t *testing.T) {
 	}
 	var got, want []string
 	for _, s := range steps {
-		got = append(got, fmt.Sprintf("+%s: wait %s", s.at, l.attempt("k", t0.Add(s.at))))
+		got = append(got, fmt.Sprintf("+%s: wait %s", s.at, l.try(t, "k", t0.Add(s.at))))
 		want = append(want, fmt.Sprintf("+%s: wait %s", s.at, s.want))
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -40,52 +58,84 @@ func TestLockout(t *testing.T) {
 
 func TestLockoutCap(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
-	l := newLockout(1)
+	l := newTestLockout(t, 1)
 	now := t0
 	for range 40 {
-		now = now.Add(l.attempt("k", now))
-		l.attempt("k", now)
+		now = now.Add(l.try(t, "k", now))
+		l.try(t, "k", now)
 	}
-	if w := l.attempt("k", now); w != lockoutMax {
+	if w := l.try(t, "k", now); w != lockoutMax {
 		t.Errorf("wait %s, want the maximum %s", w, lockoutMax)
 	}
 }
 
 func TestLockoutForgiveAndReset(t *testing.T) {
+	ctx := t.Context()
 	t0 := time.Unix(1_000_000, 0)
-	l := newLockout(2)
-	l.attempt("k", t0)
-	l.forgive("k") // it was not a failure
-	l.attempt("k", t0)
-	if w := l.attempt("k", t0); w != 0 {
+	l := newTestLockout(t, 2)
+	l.try(t, "k", t0)
+	must(t, l.forgive(ctx, "k", t0)) // it was not a failure
+	l.try(t, "k", t0)
+	if w := l.try(t, "k", t0); w != 0 {
 		t.Errorf("the second counted attempt waited %s", w)
 	}
-	if w := l.attempt("k", t0); w != time.Second {
+	if w := l.try(t, "k", t0); w != time.Second {
 		t.Errorf("after two failures: wait %s, want 1s", w)
 	}
-	l.reset("k")
-	if w := l.attempt("k", t0); w != 0 {
+	must(t, l.reset(ctx, "k"))
+	if w := l.try(t, "k", t0); w != 0 {
 		t.Errorf("after reset: wait %s", w)
+	}
+	// Forgiving a key without failures, or resetting it, changes nothing.
+	must(t, l.forgive(ctx, "other", t0))
+	must(t, l.reset(ctx, "other"))
+	// Other keys and other kinds are counted apart.
+	guesses := &lockout{st: l.st, kind: kindLockoutAddr, free: 2}
+	if w := guesses.try(t, "k", t0); w != 0 {
+		t.Errorf("another kind: wait %s", w)
 	}
 }
 
-// TestLockoutBounded checks that the table stays bounded and that a flood
-// of new keys evicts the keys with the fewest failures, not a locked-out
-// one.
-func TestLockoutBounded(t *testing.T) {
+// TestLockoutConcurrent checks that attempts started at once, through two
+// lockouts on one store (two replicas), are let through only as many
+// times as the free failures allow: each is counted when it starts.
+func TestLockoutConcurrent(t *testing.T) {
+	const free, attempts = 3, 12
+	a := newTestLockout(t, free)
+	b := &lockout{st: a.st, kind: a.kind, free: free}
 	t0 := time.Unix(1_000_000, 0)
-	l := newLockout(2)
-	l.size = 100
-	l.attempt("victim", t0)
-	l.attempt("victim", t0) // locked for 1 s
-	for i := range 1000 {
-		l.attempt(fmt.Sprint("flood-", i), t0)
+	start := make(chan struct{})
+	type result struct {
+		wait time.Duration
+		err  error
 	}
-	if n := len(l.keys); n > l.size {
-		t.Errorf("%d keys, at most %d", n, l.size)
+	results := make(chan result, attempts) // each attempt sends one
+	var wg sync.WaitGroup
+	for n := range attempts {
+		l := a
+		if n%2 == 1 {
+			l = b
+		}
+		wg.Go(func() {
+			<-start
+			d, err := l.attempt(t.Context(), "k", t0)
+			results <- result{d, err}
+		})
 	}
-	if w := l.attempt("victim", t0); w != time.Second {
-		t.Errorf("the victim's lock-out was lifted by the flood: wait %s", w)
+	close(start)
+	wg.Wait()
+	close(results)
+	let := 0
+	for r := range results {
+		switch {
+		case r.err != nil:
+			t.Errorf("attempt: %v", r.err)
+		case r.wait == 0:
+			let++
+		}
+	}
+	if let != free {
+		t.Errorf("%d of %d concurrent attempts let through, want %d", let, attempts, free)
 	}
 }
 

@@ -223,15 +223,21 @@ func (r response) json(t *testing.T) map[string]any {
 
 func (e *env) do(t *testing.T, req *http.Request) response {
 	t.Helper()
-	resp, err := e.httpClient(false).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := readResponse(resp)
+	r, err := e.send(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// send sends req and reads the answer; unlike do, it may be called from
+// any goroutine.
+func (e *env) send(req *http.Request) (response, error) {
+	resp, err := e.httpClient(false).Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	return readResponse(resp)
 }
 
 // readResponse reads and closes resp's body.
@@ -245,15 +251,24 @@ func readResponse(resp *http.Response) (response, error) {
 // Basic credentials.
 func (e *env) post(t *testing.T, path string, form url.Values, basic ...string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.url+path, strings.NewReader(form.Encode()))
+	r, err := e.postForm(t.Context(), path, form, basic...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// postForm is post for any goroutine.
+func (e *env) postForm(ctx context.Context, path string, form url.Values, basic ...string) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		return response{}, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	if len(basic) == 2 {
 		req.SetBasicAuth(basic[0], basic[1])
 	}
-	return e.do(t, req)
+	return e.send(req)
 }
 
 func (e *env) get(t *testing.T, rawURL string) response {

@@ -96,7 +96,7 @@ func writePage(w http.ResponseWriter, status int, p page, formAction string) {
 type failure struct {
 	status     int
 	msg        string
-	retryAfter time.Duration // for 429
+	retryAfter time.Duration // for 429 and 503
 }
 
 func (f *failure) write(w http.ResponseWriter, p page, formAction string) {
@@ -115,6 +115,49 @@ func tooMany(what string, wait time.Duration) *failure {
 }
 
 const wrongCredentials = "Wrong login name or password."
+
+// storeFailure is the refusal of a sign-in step whose store call failed:
+// 503 to try again in a moment if the store could not be reached (or the
+// sign-in's record kept changing), else 500. It logs event with the cause.
+func (i *Issuer) storeFailure(remoteAddr, event string, err error) *failure {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		i.logger.Warn(event, "remote_addr", remoteAddr, "err", err)
+		return &failure{status: http.StatusServiceUnavailable, retryAfter: retryUnavailable,
+			msg: "The hub cannot reach its database just now. Wait a moment and try again."}
+	case errors.Is(err, errBusy):
+		i.logger.Warn(event, "remote_addr", remoteAddr, "err", err)
+		return &failure{status: http.StatusServiceUnavailable, retryAfter: retryUnavailable,
+			msg: "Too many requests for this sign-in at once. Wait a moment and try again."}
+	}
+	i.logger.Error(event, "remote_addr", remoteAddr, "err", err)
+	return &failure{status: http.StatusInternalServerError, msg: "The hub could not check your sign-in. Try again; tell its operator if this persists."}
+}
+
+// redactedError is an error whose message has something left out.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactLogin leaves a typed login name out of a store error's message
+// (stores quote it), to be logged: people type passwords into the wrong
+// field. The error still matches what err matches.
+func redactLogin(err error, login string) error {
+	msg := strings.ReplaceAll(err.Error(), strconv.Quote(login), `"[login name]"`)
+	return &redactedError{msg: strings.ReplaceAll(msg, login, "[login name]"), err: err}
+}
+
+// forgive uncounts an attempt of key under l that was no failure. If the
+// store fails, the attempt stays counted, which is logged.
+func (i *Issuer) forgive(ctx context.Context, l *lockout, key string) {
+	if err := l.forgive(ctx, key, i.cfg.Now()); err != nil {
+		i.logger.Warn("failed attempt not forgiven", "err", err)
+	}
+}
 
 // readPageForm parses a page's POST body, bounded.
 func readPageForm(w http.ResponseWriter, r *http.Request) error {
@@ -137,7 +180,11 @@ func (i *Issuer) signIn(ctx context.Context, remoteAddr, login, password string)
 	key := store.FoldLoginName(login)
 	// Typed login names are not logged: people type passwords into the
 	// wrong field. A known user is logged by object ID.
-	if wait := i.logins.attempt(key, now); wait > 0 {
+	wait, err := i.logins.attempt(ctx, key, now)
+	switch {
+	case err != nil:
+		return person{}, i.storeFailure(remoteAddr, "sign-in failed", err)
+	case wait > 0:
 		i.logger.Info("sign-in locked out", "remote_addr", remoteAddr)
 		return person{}, tooMany("for this login name", wait)
 	}
@@ -147,9 +194,8 @@ func (i *Issuer) signIn(ctx context.Context, remoteAddr, login, password string)
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
 		hash = nil
 	case err != nil:
-		i.logins.forgive(key)
-		i.logger.Error("sign-in lookup failed", "err", err)
-		return person{}, &failure{status: http.StatusInternalServerError, msg: "The hub could not check your sign-in. Try again; tell its operator if this persists."}
+		i.forgive(ctx, i.logins, key)
+		return person{}, i.storeFailure(remoteAddr, "sign-in lookup failed", redactLogin(err, login))
 	}
 	if len(hash) == 0 {
 		// Spend the time a real check takes, so the answer does not tell
@@ -162,7 +208,7 @@ func (i *Issuer) signIn(ctx context.Context, remoteAddr, login, password string)
 	}
 	ok, err := CheckPassword(hash, password)
 	if err != nil {
-		i.logins.forgive(key)
+		i.forgive(ctx, i.logins, key)
 		i.logger.Error("sign-in: stored password hash unusable", "principal", u.ID, "err", err)
 		return person{}, &failure{status: http.StatusInternalServerError, msg: "The hub could not check your password. Tell its operator."}
 	}
@@ -170,7 +216,10 @@ func (i *Issuer) signIn(ctx context.Context, remoteAddr, login, password string)
 		i.logger.Info("sign-in failed", "principal", u.ID, "remote_addr", remoteAddr, "err", "wrong password")
 		return person{}, &failure{status: http.StatusForbidden, msg: wrongCredentials}
 	}
-	i.logins.reset(key)
+	if err := i.logins.reset(ctx, key); err != nil {
+		// The failures stay counted until they are forgotten.
+		i.logger.Warn("failed attempts not reset", "principal", u.ID, "err", err)
+	}
 	i.logger.Info("signed in", "principal", u.ID, "remote_addr", remoteAddr)
-	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, pwd: pwdHash(hash), authTime: now}, nil
+	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, Pwd: pwdHash(hash), AuthTime: now}, nil
 }

@@ -1,79 +1,26 @@
 package issuer
 
 import (
+	"context"
 	"errors"
-	"sync"
+	"fmt"
+	"log/slog"
 	"time"
+
+	"tether.dev/tether/internal/store"
 )
 
 var (
-	// errFull: the table holds its maximum of unexpired entries.
+	// errFull: maxPending unexpired entries of the kind are stored.
 	errFull = errors.New("too many sign-ins are in progress on this hub; try again in a few minutes")
-	// errDuplicate: the key is already in the table.
-	errDuplicate = errors.New("duplicate key")
+	// errDuplicate: the user code is already pending.
+	errDuplicate = errors.New("duplicate user code")
 )
 
-// sweepEvery is how often adding to a table also drops its expired
-// entries; a full table is swept at once.
-const sweepEvery = time.Minute
-
-// table is a bounded map whose entries expire. It is not safe for
-// concurrent use: its owner guards it.
-type table[V any] struct {
-	max       int
-	m         map[string]tableEntry[V]
-	lastSweep time.Time
-}
-
-type tableEntry[V any] struct {
-	v       V
-	expires time.Time // the first instant the entry is no longer valid
-}
-
-func newTable[V any](max int) table[V] {
-	return table[V]{max: max, m: map[string]tableEntry[V]{}}
-}
-
-// put adds an entry, sweeping expired ones first when the table is full
-// or was not swept for a while.
-func (t *table[V]) put(now time.Time, key string, v V, expires time.Time) error {
-	if len(t.m) >= t.max || now.Sub(t.lastSweep) >= sweepEvery {
-		t.sweep(now)
-	}
-	if _, dup := t.m[key]; dup {
-		return errDuplicate
-	}
-	if len(t.m) >= t.max {
-		return errFull
-	}
-	t.m[key] = tableEntry[V]{v: v, expires: expires}
-	return nil
-}
-
-// get returns the entry under key if it has not expired. An expired entry
-// is deleted, and reported as such.
-func (t *table[V]) get(now time.Time, key string) (v V, ok, expired bool) {
-	e, ok := t.m[key]
-	if !ok {
-		return v, false, false
-	}
-	if !now.Before(e.expires) {
-		delete(t.m, key)
-		return v, false, true
-	}
-	return e.v, true, false
-}
-
-func (t *table[V]) delete(key string) { delete(t.m, key) }
-
-func (t *table[V]) sweep(now time.Time) {
-	t.lastSweep = now
-	for k, e := range t.m {
-		if !now.Before(e.expires) {
-			delete(t.m, k)
-		}
-	}
-}
+// expiredGrace is how long after its expiry a device code's record is
+// kept, so that its polls are answered expired_token rather than
+// invalid_grant.
+const expiredGrace = 10 * time.Minute
 
 // deviceState is where a device code stands.
 type deviceState int
@@ -84,14 +31,28 @@ const (
 	deviceDenied
 )
 
-// deviceGrant is a pending device authorization.
+// deviceGrant is a pending device authorization, the value of its
+// kindDeviceCode record.
 type deviceGrant struct {
-	userCode string // normalized
-	scopes   []string
-	interval time.Duration // least time between polls; grows with slow_down
-	lastPoll time.Time
-	state    deviceState
-	user     person // who approved
+	// UserCode is the key of the kindUserCode record: the recordKey of
+	// the normalized user code.
+	UserCode string   `json:"user_code"`
+	Scopes   []string `json:"scopes"`
+	// Interval is the least time between polls; it grows with slow_down.
+	Interval time.Duration `json:"interval"`
+	LastPoll time.Time     `json:"last_poll,omitzero"`
+	// Expires is the first instant the device code is no longer valid;
+	// its record lives expiredGrace longer.
+	Expires time.Time   `json:"expires"`
+	State   deviceState `json:"state"`
+	// User is who approved.
+	User person `json:"user,omitzero"`
+}
+
+// userCodeRecord is the value of a kindUserCode record.
+type userCodeRecord struct {
+	// Device is the key of the kindDeviceCode record.
+	Device string `json:"device"`
 }
 
 // pollState is the outcome of a device code poll.
@@ -106,133 +67,215 @@ const (
 	pollApproved
 )
 
-// deviceStore holds the pending device codes, by device code and by user
-// code.
+// deviceStore keeps the pending device codes in the store: a
+// kindDeviceCode record for each, and a kindUserCode record for its user
+// code that points to it and expires with it.
 type deviceStore struct {
-	mu       sync.Mutex
-	byDevice table[*deviceGrant] // guarded by mu
-	byUser   table[string]       // guarded by mu; user code to device code
+	st     store.Store
+	logger *slog.Logger
+	max    int // pending device codes at most, counted by their user codes
 }
 
-func newDeviceStore(max int) *deviceStore {
-	return &deviceStore{byDevice: newTable[*deviceGrant](max), byUser: newTable[string](max)}
-}
-
-// add stores a new grant. It returns errDuplicate if the user code is
-// taken (the caller draws another), and errFull.
-func (s *deviceStore) add(now time.Time, deviceCode string, g *deviceGrant, expires time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.byUser.put(now, g.userCode, deviceCode, expires); err != nil {
-		return err
+// add stores a new grant, g.Expires set, with deviceCode and userCode
+// (normalized). It returns errDuplicate if the user code is pending (the
+// caller draws another), and errFull.
+func (s *deviceStore) add(ctx context.Context, now time.Time, deviceCode, userCode string, g deviceGrant) error {
+	n, err := s.st.CountEphemeral(ctx, kindUserCode, now)
+	if err != nil {
+		return fmt.Errorf("count pending device codes: %w", err)
 	}
-	if err := s.byDevice.put(now, deviceCode, g, expires); err != nil {
-		s.byUser.delete(g.userCode)
-		return err
+	if n >= s.max {
+		return errFull
+	}
+	deviceKey := recordKey(deviceCode)
+	g.UserCode = recordKey(userCode)
+	err = putRecord(ctx, s.st, kindUserCode, g.UserCode, userCodeRecord{Device: deviceKey}, g.Expires, now)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return errDuplicate
+	case err != nil:
+		return fmt.Errorf("store user code: %w", err)
+	}
+	if err := putRecord(ctx, s.st, kindDeviceCode, deviceKey, g, g.Expires.Add(expiredGrace), now); err != nil {
+		s.dropUserCode(ctx, g.UserCode)
+		return fmt.Errorf("store device code: %w", err)
 	}
 	return nil
 }
 
+// dropUserCode deletes a user code's record, which no longer stands for
+// a pending device code. A failure is only logged: the record expires
+// with its device code, and until then leads to no pending one.
+func (s *deviceStore) dropUserCode(ctx context.Context, key string) {
+	if err := s.st.DeleteEphemeral(ctx, kindUserCode, key); err != nil {
+		s.logger.Warn("user code not deleted", "err", err)
+	}
+}
+
 // poll is one poll of the token endpoint for deviceCode (RFC 8628 3.5). A
-// decided grant is removed: an approval is redeemed once.
-func (s *deviceStore) poll(now time.Time, deviceCode string) (deviceGrant, pollState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok, expired := s.byDevice.get(now, deviceCode)
-	switch {
-	case expired:
-		return deviceGrant{}, pollExpired
-	case !ok:
-		return deviceGrant{}, pollUnknown
-	}
-	switch g.state {
-	case deviceApproved, deviceDenied:
-		s.byDevice.delete(deviceCode)
-		s.byUser.delete(g.userCode)
-		if g.state == deviceDenied {
-			return *g, pollDenied
+// decided grant is taken from the store: of concurrent polls, on any
+// replicas, exactly one redeems an approval.
+func (s *deviceStore) poll(ctx context.Context, now time.Time, deviceCode string) (deviceGrant, pollState, error) {
+	key := recordKey(deviceCode)
+	var g deviceGrant
+	for range casAttempts {
+		var e store.Ephemeral
+		var err error
+		g, e, err = getRecord[deviceGrant](ctx, s.st, kindDeviceCode, key, now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return deviceGrant{}, pollUnknown, nil
+		case err != nil:
+			return deviceGrant{}, 0, fmt.Errorf("poll device code: %w", err)
+		case !now.Before(g.Expires):
+			return deviceGrant{}, pollExpired, nil
+		case g.State != devicePending:
+			return s.redeem(ctx, now, key)
 		}
-		return *g, pollApproved
+		state := pollPending
+		last := g.LastPoll
+		g.LastPoll = now
+		if !last.IsZero() && now.Sub(last) < g.Interval {
+			g.Interval += 5 * time.Second // as the client does (RFC 8628 3.5)
+			state = pollTooFast
+		}
+		err = updateRecord(ctx, s.st, e, g, now)
+		switch {
+		case lostRace(err):
+			continue // decided, polled or redeemed meanwhile: read again
+		case err != nil:
+			return deviceGrant{}, 0, fmt.Errorf("poll device code: %w", err)
+		}
+		return g, state, nil
 	}
-	last := g.lastPoll
-	g.lastPoll = now
-	if !last.IsZero() && now.Sub(last) < g.interval {
-		g.interval += 5 * time.Second // as the client does (RFC 8628 3.5)
-		return *g, pollTooFast
-	}
-	return *g, pollPending
+	// Every read lost to another poll of the same code: it polls too fast.
+	return g, pollTooFast, nil
 }
 
-// pending reports whether userCode names a device code waiting for a
-// decision.
-func (s *deviceStore) pending(now time.Time, userCode string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.pendingLocked(now, userCode)
-	return ok
+// redeem takes a decided device code's record: an approval is redeemed
+// once, a denial told once.
+func (s *deviceStore) redeem(ctx context.Context, now time.Time, key string) (deviceGrant, pollState, error) {
+	e, err := s.st.TakeEphemeral(ctx, kindDeviceCode, key, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return deviceGrant{}, pollUnknown, nil // another poll took it
+	case err != nil:
+		return deviceGrant{}, 0, fmt.Errorf("redeem device code: %w", err)
+	}
+	// A decision is final: the record taken is the one read.
+	g, err := decodeRecord[deviceGrant](e)
+	if err != nil {
+		return deviceGrant{}, 0, err
+	}
+	s.dropUserCode(ctx, g.UserCode)
+	switch g.State {
+	case deviceApproved:
+		return g, pollApproved, nil
+	case deviceDenied:
+		return g, pollDenied, nil
+	}
+	return deviceGrant{}, 0, fmt.Errorf("redeem device code: state %d is not a decision", g.State)
 }
 
-func (s *deviceStore) pendingLocked(now time.Time, userCode string) (*deviceGrant, bool) {
-	deviceCode, ok, _ := s.byUser.get(now, userCode)
-	if !ok {
-		return nil, false
+// pendingGrant returns the record of the device code that userCode
+// (normalized) names, if it waits for a decision; else store.ErrNotFound.
+func (s *deviceStore) pendingGrant(ctx context.Context, now time.Time, userCode string) (store.Ephemeral, deviceGrant, error) {
+	uc, _, err := getRecord[userCodeRecord](ctx, s.st, kindUserCode, recordKey(userCode), now)
+	if err != nil {
+		return store.Ephemeral{}, deviceGrant{}, err
 	}
-	g, ok, _ := s.byDevice.get(now, deviceCode)
-	if !ok || g.state != devicePending {
-		return nil, false
+	g, e, err := getRecord[deviceGrant](ctx, s.st, kindDeviceCode, uc.Device, now)
+	if err != nil {
+		return store.Ephemeral{}, deviceGrant{}, err
 	}
-	return g, true
+	if g.State != devicePending || !now.Before(g.Expires) {
+		return store.Ephemeral{}, deviceGrant{}, fmt.Errorf("device code decided or expired: %w", store.ErrNotFound)
+	}
+	return e, g, nil
 }
 
-// decide approves the device code of userCode for p, or denies it. It
-// reports false if the code is no longer pending.
-func (s *deviceStore) decide(now time.Time, userCode string, approve bool, p person) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, ok := s.pendingLocked(now, userCode)
-	if !ok {
-		return false
+// pending reports whether userCode (normalized) names a device code
+// waiting for a decision.
+func (s *deviceStore) pending(ctx context.Context, now time.Time, userCode string) (bool, error) {
+	_, _, err := s.pendingGrant(ctx, now, userCode)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up user code: %w", err)
 	}
-	if approve {
-		g.state, g.user = deviceApproved, p
-	} else {
-		g.state = deviceDenied
-	}
-	return true
+	return true, nil
 }
 
-// authCode is an issued authorization code's request and sign-in.
+// decide approves the device code of userCode (normalized) for p, or
+// denies it. It reports false if the code is no longer pending.
+func (s *deviceStore) decide(ctx context.Context, now time.Time, userCode string, approve bool, p person) (bool, error) {
+	for range casAttempts {
+		e, g, err := s.pendingGrant(ctx, now, userCode)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return false, nil
+		case err != nil:
+			return false, fmt.Errorf("decide device code: %w", err)
+		}
+		g.State = deviceDenied
+		if approve {
+			g.State, g.User = deviceApproved, p
+		}
+		err = updateRecord(ctx, s.st, e, g, now)
+		switch {
+		case lostRace(err):
+			continue // polled meanwhile: read again
+		case err != nil:
+			return false, fmt.Errorf("decide device code: %w", err)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("decide device code: %w", errBusy)
+}
+
+// authCode is an issued authorization code's request and sign-in, the
+// value of its kindAuthCode record.
 type authCode struct {
-	clientID    string
-	redirectURI string
-	challenge   string // PKCE S256
-	scopes      []string
-	nonce       string
-	user        person
+	ClientID    string   `json:"client_id"`
+	RedirectURI string   `json:"redirect_uri"`
+	Challenge   string   `json:"challenge"` // PKCE S256
+	Scopes      []string `json:"scopes"`
+	Nonce       string   `json:"nonce,omitempty"`
+	User        person   `json:"user"`
 }
 
-// codeStore holds the unredeemed authorization codes.
+// codeStore keeps the unredeemed authorization codes in the store.
 type codeStore struct {
-	mu    sync.Mutex
-	codes table[authCode] // guarded by mu
+	st  store.Store
+	max int // unredeemed codes at most
 }
 
-func newCodeStore(max int) *codeStore {
-	return &codeStore{codes: newTable[authCode](max)}
+// add stores a new code; errFull if max are unredeemed.
+func (s *codeStore) add(ctx context.Context, now time.Time, code string, ac authCode, expires time.Time) error {
+	n, err := s.st.CountEphemeral(ctx, kindAuthCode, now)
+	if err != nil {
+		return fmt.Errorf("count authorization codes: %w", err)
+	}
+	if n >= s.max {
+		return errFull
+	}
+	if err := putRecord(ctx, s.st, kindAuthCode, recordKey(code), ac, expires, now); err != nil {
+		return fmt.Errorf("store authorization code: %w", err)
+	}
+	return nil
 }
 
-func (s *codeStore) add(now time.Time, code string, ac authCode, expires time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.codes.put(now, code, ac, expires)
-}
-
-// take removes the code and returns it if it was valid: a code is
-// redeemed at most once.
-func (s *codeStore) take(now time.Time, code string) (authCode, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ac, ok, _ := s.codes.get(now, code)
-	s.codes.delete(code)
-	return ac, ok
+// take removes the code and returns it if it was valid: of concurrent
+// redemptions, on any replicas, at most one gets it.
+func (s *codeStore) take(ctx context.Context, now time.Time, code string) (authCode, bool, error) {
+	e, err := s.st.TakeEphemeral(ctx, kindAuthCode, recordKey(code), now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return authCode{}, false, nil
+	case err != nil:
+		return authCode{}, false, fmt.Errorf("redeem authorization code: %w", err)
+	}
+	ac, err := decodeRecord[authCode](e)
+	return ac, err == nil, err
 }

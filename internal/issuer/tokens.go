@@ -39,14 +39,15 @@ const (
 const maxRefreshToken = 4096
 
 // person is a user who proved their password, as the tokens name them.
+// It is stored (JSON) with a pending device code or authorization code.
 type person struct {
-	ID          string
-	DisplayName string
-	LoginName   string
-	// pwd is pwdHash of the stored password hash at sign-in.
-	pwd string
-	// authTime is when the person typed the password.
-	authTime time.Time
+	ID          string `json:"id"`
+	DisplayName string `json:"name"`
+	LoginName   string `json:"login"`
+	// Pwd is pwdHash of the stored password hash at sign-in.
+	Pwd string `json:"pwd"`
+	// AuthTime is when the person typed the password.
+	AuthTime time.Time `json:"auth_time"`
 }
 
 // pwdHash is the refresh token's pwd claim: base64url of the first 12
@@ -158,7 +159,7 @@ func (i *Issuer) personTokens(now time.Time, p person, scopes []string, nonce st
 	resp := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(i.cfg.AccessTokenTTL / time.Second), Scope: scope}
 	if slices.Contains(scopes, scopeOpenID) {
 		idc := c
-		idc.Audience, idc.ID, idc.Scope, idc.Nonce, idc.AuthTime = i.cfg.CLIClientID, randomString(16), "", nonce, p.authTime.Unix()
+		idc.Audience, idc.ID, idc.Scope, idc.Nonce, idc.AuthTime = i.cfg.CLIClientID, randomString(16), "", nonce, p.AuthTime.Unix()
 		if resp.IDToken, err = sign(i.idSigner, idc); err != nil {
 			return tokenResponse{}, err
 		}
@@ -172,8 +173,8 @@ func (i *Issuer) personTokens(now time.Time, p person, scopes []string, nonce st
 		IssuedAt: now.Unix(),
 		Expiry:   now.Add(i.cfg.RefreshTokenTTL).Unix(),
 		ID:       randomString(16),
-		Pwd:      p.pwd,
-		AuthTime: p.authTime.Unix(),
+		Pwd:      p.Pwd,
+		AuthTime: p.AuthTime.Unix(),
 	}
 	if resp.RefreshToken, err = sign(i.refreshSigner, rc); err != nil {
 		return tokenResponse{}, err

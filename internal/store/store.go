@@ -46,6 +46,13 @@ var (
 	// ErrCycle: the group membership would make a group its own member,
 	// directly or through nested groups.
 	ErrCycle = errors.New("group membership would make a cycle")
+
+	// ErrUnavailable: the store could not be reached (its server is down,
+	// restarting or unreachable), and the same call may succeed later. A
+	// change failed this way was not made, unless the connection was lost
+	// while committing it: then it may have been. Backends wrap connection failures with it, so callers
+	// can answer 503 and retry rather than report a bug.
+	ErrUnavailable = errors.New("store is unavailable")
 )
 
 // Store is the hub's state. Implementations are safe for concurrent use.
@@ -205,9 +212,116 @@ type Store interface {
 	// DeleteRoleAssignment removes the assignment, or returns ErrNotFound.
 	DeleteRoleAssignment(ctx context.Context, id string) error
 
+	// Hub replicas and the tunnels they hold (the routes between replicas).
+
+	// RenewReplica records that the replica r.Name is alive and that its
+	// peers reach it at r.URL until r.ExpiresAt (its lease), creating its
+	// record or replacing it whole. It reports whether a record of that name
+	// existed with its lease unexpired at now; false tells a replica that its
+	// peers may have expired it (and cleared its tunnels), so it records its
+	// tunnels again.
+	RenewReplica(ctx context.Context, r Replica, now time.Time) (bool, error)
+	// ListReplicas returns the replicas whose lease is unexpired at now (now
+	// is before ExpiresAt), sorted by name.
+	ListReplicas(ctx context.Context, now time.Time) ([]Replica, error)
+	// RemoveReplica deletes the replica's record and clears every tunnel it
+	// holds (as ClearTunnel would), in one change: a draining replica's
+	// last word. It returns the IDs of the clusters whose tunnels it
+	// cleared, sorted; removing a replica that has no record is not an
+	// error.
+	RemoveReplica(ctx context.Context, name string) ([]string, error)
+	// ExpireReplicas removes every replica whose lease has expired at now
+	// (ExpiresAt is not after now) and clears the tunnels they hold, in one
+	// change. It returns the names removed, sorted.
+	ExpireReplicas(ctx context.Context, now time.Time) ([]string, error)
+	// ListTunnels returns the holder of every cluster's tunnel that is held,
+	// by cluster ID. The result may be nil when none is.
+	ListTunnels(ctx context.Context) (map[string]Tunnel, error)
+
+	// Ephemeral records: short-lived state that every replica must see (the
+	// embedded issuer's pending device codes, authorization codes and
+	// sign-in failure counts). A record is an opaque value under a kind and
+	// a key, with an expiry; a record whose expiry has passed (ExpiresAt is
+	// not after now) reads as absent everywhere, and may be replaced.
+
+	// PutEphemeral stores e (see Ephemeral.Validate) as a new record with
+	// Version 1. It returns ErrConflict if an unexpired record has e's kind
+	// and key at now; an expired one is replaced. Of concurrent puts of one
+	// kind and key, exactly one succeeds.
+	PutEphemeral(ctx context.Context, e Ephemeral, now time.Time) error
+	// GetEphemeral returns the record, or ErrNotFound if there is none
+	// unexpired at now.
+	GetEphemeral(ctx context.Context, kind, key string, now time.Time) (Ephemeral, error)
+	// UpdateEphemeral replaces the value and expiry of the record of e's
+	// kind and key if its version is still e.Version (compare and swap),
+	// and increments its version; it returns the record as stored. It
+	// returns ErrNotFound if there is no record unexpired at now, and
+	// ErrConflict, changing nothing, if the version differs (another
+	// replica changed it first: read it again and retry).
+	UpdateEphemeral(ctx context.Context, e Ephemeral, now time.Time) (Ephemeral, error)
+	// TakeEphemeral deletes the record and returns it, atomically: of
+	// concurrent takes of one record exactly one gets it. It returns
+	// ErrNotFound if there is no record unexpired at now (deleting an
+	// expired one).
+	TakeEphemeral(ctx context.Context, kind, key string, now time.Time) (Ephemeral, error)
+	// DeleteEphemeral deletes the record whatever its expiry; deleting a
+	// record that does not exist is not an error.
+	DeleteEphemeral(ctx context.Context, kind, key string) error
+	// CountEphemeral returns how many records of kind are unexpired at now.
+	CountEphemeral(ctx context.Context, kind string, now time.Time) (int, error)
+	// PurgeEphemeral deletes every record expired at now and returns how
+	// many it deleted.
+	PurgeEphemeral(ctx context.Context, now time.Time) (int, error)
+
 	// Close releases the store's resources. It is idempotent; other methods
 	// fail after it.
 	Close() error
+}
+
+// Watcher is implemented by stores that tell their users of changes made
+// by others, so that several hub replicas keep their routes in memory
+// without polling. Both backends implement it: PostgreSQL with
+// LISTEN/NOTIFY across processes, SQLite within its one process.
+type Watcher interface {
+	// WatchClusters calls fn with the ID of each cluster whose tunnel
+	// holder or agent key changed, or which was deleted, after the change
+	// is committed, by whichever replica made it; and with "" whenever
+	// changes may have been missed (at the start, and after the watch
+	// lost its connection to the store and got it back): then the caller
+	// must assume anything changed and read again. Calls to fn are
+	// sequential, in the order of the changes; fn must not block for long.
+	// WatchClusters returns nil when ctx ends; while the store is
+	// unreachable it keeps trying to reconnect.
+	WatchClusters(ctx context.Context, fn func(clusterID string)) error
+}
+
+// Replica is a hub process sharing the store with others (RenewReplica).
+type Replica struct {
+	// Name is the replica's name, unique among replicas (the pod name):
+	// what Tunnel.Replica refers to. See Replica.Validate.
+	Name string
+	// URL is where the other replicas reach this one, https://HOST:PORT.
+	URL string
+	// ExpiresAt is the end of the replica's lease: unless renewed, it is
+	// taken for dead from then on. Required.
+	ExpiresAt time.Time
+}
+
+// Ephemeral is a short-lived record shared by the hub's replicas (see the
+// Ephemeral methods of Store).
+type Ephemeral struct {
+	// Kind names the record's use, such as "device-code"; Key identifies
+	// it within Kind. Both are 1 to MaxEphemeralKeyLen bytes.
+	Kind string
+	Key  string
+	// Value is opaque to the store, at most MaxEphemeralValueLen bytes.
+	Value []byte
+	// Version counts the record's changes: 1 when put, incremented by each
+	// UpdateEphemeral. Set by the store.
+	Version int64
+	// ExpiresAt is the first instant the record is no longer valid.
+	// Required.
+	ExpiresAt time.Time
 }
 
 // ClusterMode says who authorizes requests to a cluster.

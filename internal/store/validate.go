@@ -22,6 +22,12 @@ const (
 	MaxReplicaLen = 253
 	// MaxPublicKeyLen is the longest agent public key, in bytes.
 	MaxPublicKeyLen = 4096
+	// MaxReplicaURLLen is the longest URL a replica is reached at.
+	MaxReplicaURLLen = 2048
+	// MaxEphemeralKeyLen is the longest kind or key of an ephemeral record.
+	MaxEphemeralKeyLen = 256
+	// MaxEphemeralValueLen is the largest value of an ephemeral record.
+	MaxEphemeralValueLen = 64 << 10
 )
 
 // invalidError is a validation failure: its message is complete, and it
@@ -272,6 +278,50 @@ func checkText(what, s string, max int) error {
 	}
 	if strings.ContainsFunc(s, unicode.IsControl) {
 		return invalid("invalid %s %q: control character", what, s)
+	}
+	return nil
+}
+
+// Validate checks a replica record: a name as Tunnel.Replica takes it, a
+// URL https://HOST[:PORT] of at most MaxReplicaURLLen bytes, and a lease
+// end. The error matches ErrInvalid.
+func (r Replica) Validate() error {
+	if r.Name == "" {
+		return invalid("invalid replica: empty name")
+	}
+	if err := checkText("replica name", r.Name, MaxReplicaLen); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(r.URL, "https://") || len(r.URL) == len("https://") {
+		return invalid("invalid replica %s: URL %q is not https://HOST[:PORT]", r.Name, r.URL)
+	}
+	if err := checkText("replica URL", r.URL, MaxReplicaURLLen); err != nil {
+		return err
+	}
+	if r.ExpiresAt.IsZero() {
+		return invalid("invalid replica %s: no lease expiry", r.Name)
+	}
+	return nil
+}
+
+// Validate checks an ephemeral record for PutEphemeral and
+// UpdateEphemeral: a kind and key of 1 to MaxEphemeralKeyLen bytes of text,
+// a value of at most MaxEphemeralValueLen bytes, and an expiry. The error
+// matches ErrInvalid.
+func (e Ephemeral) Validate() error {
+	for _, f := range []struct{ what, v string }{{"ephemeral kind", e.Kind}, {"ephemeral key", e.Key}} {
+		if f.v == "" {
+			return invalid("invalid %s: empty", f.what)
+		}
+		if err := checkText(f.what, f.v, MaxEphemeralKeyLen); err != nil {
+			return err
+		}
+	}
+	if len(e.Value) > MaxEphemeralValueLen {
+		return invalid("invalid ephemeral value: %d bytes, more than %d", len(e.Value), MaxEphemeralValueLen)
+	}
+	if e.ExpiresAt.IsZero() {
+		return invalid("invalid ephemeral record %s/%s: no expiry", e.Kind, e.Key)
 	}
 	return nil
 }

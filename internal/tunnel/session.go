@@ -292,6 +292,10 @@ func (s *Session) GoAway() error {
 // streams here, connect again, and let the streams in flight finish.
 func (s *Session) GoAwayReceived() <-chan struct{} { return s.goAwayRecv }
 
+// GoingAway reports whether either side has sent a GoAway: Open fails from
+// then on.
+func (s *Session) GoingAway() bool { return s.goingAway() }
+
 func (s *Session) peerGoAway() {
 	s.goAwayRecvOnce.Do(func() { close(s.goAwayRecv) })
 }

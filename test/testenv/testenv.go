@@ -62,6 +62,10 @@ type Env struct {
 	AdminTokenFile string
 	Hub            *rig.Process
 	Agent          *rig.Process
+	// Replicas are the hub's replicas with Options.Replicas (Hub is the
+	// first), behind Balancer.
+	Replicas []*Replica
+	Balancer *Balancer
 
 	// Group and Name name the registered cluster.
 	Group, Name string
@@ -70,7 +74,18 @@ type Env struct {
 
 	log      io.Writer
 	hubArgs  []string
+	storeURL string
 	cleanups []func()
+}
+
+// Replica is one hub replica process.
+type Replica struct {
+	// Name is its first --replica; Addr, HostIP:port, where it listens;
+	// Current, the --replica of its current run.
+	Name, Addr, Current string
+	Process             *rig.Process
+	// started counts its starts, to name each run as a new pod would be.
+	started int
 }
 
 // Options configure Start.
@@ -91,6 +106,12 @@ type Options struct {
 	// Locations, when set, are the hub's locations (--locations), each
 	// served by this one hub; the first is where the cluster is registered.
 	Locations []string
+	// Replicas, when more than zero, runs the hub as that many replicas
+	// sharing the PostgreSQL database at StoreURL (required then), behind
+	// a round-robin TCP load balancer (Balancer) whose address is HubAddr.
+	Replicas int
+	// StoreURL is the replicas' postgres:// URL.
+	StoreURL string
 }
 
 // Start builds tether, starts the cluster inside a new network namespace,
@@ -132,7 +153,7 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: dir, Group: opts.Group, Name: opts.Name, log: opts.Log, hubArgs: opts.HubArgs}
+	e := &Env{Dir: dir, Group: opts.Group, Name: opts.Name, log: opts.Log, hubArgs: opts.HubArgs, storeURL: opts.StoreURL}
 	e.cleanups = append(e.cleanups, func() { os.RemoveAll(dir) })
 
 	root, err := rig.FindRepoRoot()
@@ -189,12 +210,18 @@ func start(ctx context.Context, opts Options) (*Env, error) {
 	}
 	hubDir := filepath.Join(dir, "hub")
 	e.HubCA = filepath.Join(hubDir, "tls.crt")
-	if err := e.StartHub(ctx); err != nil {
-		return e, err
-	}
-	e.cleanups = append(e.cleanups, func() { e.Hub.Stop(syscall.SIGTERM, 15*time.Second) })
 	e.AdminTokenFile = filepath.Join(hubDir, "admin.token")
-	e.logf("hub up outside at %s", e.HubURL)
+	if opts.Replicas > 0 {
+		if err := e.startReplicas(ctx, opts.Replicas); err != nil {
+			return e, err
+		}
+	} else {
+		if err := e.StartHub(ctx); err != nil {
+			return e, err
+		}
+		e.cleanups = append(e.cleanups, func() { e.Hub.Stop(syscall.SIGTERM, 15*time.Second) })
+		e.logf("hub up outside at %s", e.HubURL)
+	}
 	e.AgentEgress = e.HubAddr
 	if opts.ForwardProxy {
 		if err := e.startForwardProxy(ctx); err != nil {
@@ -256,16 +283,17 @@ func (e *Env) StartHub(ctx context.Context) error {
 	return fmt.Errorf("hub not ready after 30 s:\n%s", e.Hub.Tail(40))
 }
 
-func (e *Env) hubReady() error {
-	pemBytes, err := os.ReadFile(e.HubCA)
+func (e *Env) hubReady() error { return e.ready(e.HubURL) }
+
+// ready checks base's /readyz.
+func (e *Env) ready(base string) error {
+	tc, err := e.HubTLS()
 	if err != nil {
 		return err
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pemBytes)
-	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
 	defer c.CloseIdleConnections()
-	resp, err := c.Get(e.HubURL + "/readyz")
+	resp, err := c.Get(base + "/readyz")
 	if err != nil {
 		return err
 	}
@@ -274,6 +302,105 @@ func (e *Env) hubReady() error {
 		return fmt.Errorf("readyz: %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// HubTLS is a client TLS configuration that trusts the hub's certificate.
+func (e *Env) HubTLS() (*tls.Config, error) {
+	pemBytes, err := os.ReadFile(e.HubCA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	return &tls.Config{RootCAs: pool}, nil
+}
+
+// startReplicas makes the replicas' shared files (tether hub init), starts
+// n replicas on free ports and the balancer in front of them at HubAddr.
+func (e *Env) startReplicas(ctx context.Context, n int) error {
+	if e.storeURL == "" {
+		return errors.New("replicas need Options.StoreURL, a postgres:// URL")
+	}
+	host := e.NS.HostIP().String()
+	init := exec.CommandContext(ctx, e.Tether, "hub", "init", "--data-dir", e.HubDataDir(), "--tls-san", host)
+	if out, err := init.CombinedOutput(); err != nil {
+		return fmt.Errorf("tether hub init: %v\n%s", err, out)
+	}
+	var addrs []string
+	for i := range n {
+		port, err := freePort(host)
+		if err != nil {
+			return err
+		}
+		r := &Replica{Name: fmt.Sprintf("hub-%d", i), Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+		e.Replicas = append(e.Replicas, r)
+		addrs = append(addrs, r.Addr)
+	}
+	e.cleanups = append(e.cleanups, func() {
+		for _, r := range e.Replicas {
+			if r.Process != nil {
+				r.Process.Stop(syscall.SIGTERM, 15*time.Second)
+			}
+		}
+	})
+	for i := range e.Replicas {
+		if err := e.StartReplica(ctx, i); err != nil {
+			return err
+		}
+	}
+	e.Hub = e.Replicas[0].Process
+	tc, err := e.HubTLS()
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", e.HubAddr) // HubAddr was picked free; the balancer takes it
+	if err != nil {
+		return err
+	}
+	l.Close()
+	if e.Balancer, err = StartBalancer(e.HubAddr, addrs, tc); err != nil {
+		return err
+	}
+	e.cleanups = append(e.cleanups, e.Balancer.Close)
+	e.logf("%d hub replicas up outside behind a round-robin load balancer at %s", n, e.HubURL)
+	return nil
+}
+
+// StartReplica starts replica i (again, as a new pod would be: a new name)
+// and waits until it is ready.
+func (e *Env) StartReplica(ctx context.Context, i int) error {
+	r := e.Replicas[i]
+	name := r.Name
+	if r.started > 0 {
+		name = fmt.Sprintf("%s-%d", r.Name, r.started)
+	}
+	r.started++
+	r.Current = name
+	args := append([]string{"hub", "--listen", r.Addr, "--data-dir", e.HubDataDir(), "--url", e.HubURL,
+		"--replica", name, "--peer-url", "https://" + r.Addr}, e.hubArgs...)
+	cmd := exec.Command(e.Tether, args...)
+	cmd.Env = append(os.Environ(), "TETHER_STORE="+e.storeURL)
+	var err error
+	if r.Process, err = rig.StartProcess(name, filepath.Join(e.Dir, name+".log"), cmd); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := e.ready("https://" + r.Addr)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replica %s not ready after 30 s: %v\n%s", name, err, r.Process.Tail(40))
+		}
+		select {
+		case <-r.Process.Done():
+			return fmt.Errorf("replica %s exited: %v\n%s", name, r.Process.Err(), r.Process.Tail(40))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (e *Env) startAgent(joinToken string) error {
@@ -502,6 +629,28 @@ func (e *Env) StartProxyWith(ctx context.Context, dir, name string, args, env []
 
 // Kubectl runs a real kubectl of the given minor version ("" for the one on
 // PATH) outside, against the proxy's kubeconfig.
+// ReplicaIndex returns the index in Replicas of the replica whose current
+// run is named name, or -1.
+func (e *Env) ReplicaIndex(name string) int {
+	for i, r := range e.Replicas {
+		if r.Current == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Kubectl runs the default kubectl with the kubeconfig at path.
+func Kubectl(ctx context.Context, kubeconfig string, args ...string) *exec.Cmd {
+	bin, err := rig.FindKubectl("")
+	if err != nil {
+		bin = "kubectl"
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	return cmd
+}
+
 func (lp *LocalProxy) Kubectl(ctx context.Context, version string, args ...string) *exec.Cmd {
 	bin, err := rig.FindKubectl(version)
 	if err != nil {

@@ -121,15 +121,15 @@ func (s *Store) DeleteCluster(ctx context.Context, id string) error {
 	if _, _, err := store.ParseClusterID(id); err != nil {
 		return fmt.Errorf("delete cluster: %w", err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
 		if err := execOne(ctx, tx, `DELETE FROM clusters WHERE id = ?`, id); err != nil {
-			return err
+			return nil, err
 		}
 		// Its role assignments go with it (at the cluster and its
 		// namespaces), so a cluster re-created under the same name starts
 		// with none. '0' follows '/': [id+"/", id+"0") is what begins id+"/".
 		_, err := tx.ExecContext(ctx, `DELETE FROM role_assignments WHERE scope = ? OR (scope >= ? AND scope < ?)`, id, id+"/", id+"0")
-		return err
+		return []string{id}, err
 	})
 	if err != nil {
 		return fmt.Errorf("delete cluster %s: %w", id, err)
@@ -154,12 +154,26 @@ func (s *Store) RecordAgentStatus(ctx context.Context, id string, st store.Agent
 		st.AgentVersion, st.KubernetesVersion, st.NodeCount, st.LastError, dbTime(st.ReportedAt))
 }
 
-// SetTunnel implements store.Store.
+// SetTunnel implements store.Store. Every call is a change that the
+// watches see, even one that records the holder already recorded.
 func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error {
-	return s.updateCluster(ctx, "set tunnel", id, t, `
-		UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?
-		WHERE id = ?`,
-		t.Replica, dbTime(t.ConnectedAt))
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("set tunnel: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	}
+	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
+		err := execOne(ctx, tx, `
+			UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?
+			WHERE id = ?`,
+			t.Replica, dbTime(t.ConnectedAt), id)
+		return []string{id}, err
+	})
+	if err != nil {
+		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	}
+	return nil
 }
 
 // updateCluster validates the cluster ID and v, then runs query, an UPDATE
@@ -191,17 +205,17 @@ func (s *Store) ClearTunnel(ctx context.Context, id string, t store.Tunnel) (boo
 		return false, fmt.Errorf("clear tunnel of cluster %s: %w", id, err)
 	}
 	var cleared bool
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
 		err := execOne(ctx, tx, `
 			UPDATE clusters SET tunnel_replica = '', tunnel_connected_at = NULL
 			WHERE id = ? AND tunnel_replica = ? AND tunnel_connected_at = ?`,
 			id, t.Replica, dbTime(t.ConnectedAt))
 		if !errors.Is(err, store.ErrNotFound) {
 			cleared = err == nil
-			return err
+			return []string{id}, err
 		}
 		// Nothing matched: is the holder another, or the cluster gone?
-		return clusterExists(ctx, tx, id)
+		return nil, clusterExists(ctx, tx, id)
 	})
 	if err != nil {
 		return false, fmt.Errorf("clear tunnel of cluster %s: %w", id, err)

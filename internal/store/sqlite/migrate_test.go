@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/store/migration"
 )
 
 // appliedMigration is a row of schema_migrations.
@@ -68,7 +70,7 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	embedded, err := loadMigrations(sub)
+	embedded, err := migration.Load(sub)
 	if err != nil {
 		t.Fatalf("loadMigrations: %v", err)
 	}
@@ -78,12 +80,12 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	}
 	var wantNames []string
 	for _, m := range embedded {
-		wantNames = append(wantNames, m.name)
+		wantNames = append(wantNames, m.Name)
 	}
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
-	for _, table := range []string{"clusters", "join_tokens", "principals", "client_secrets", "memberships", "role_assignments"} {
+	for _, table := range []string{"clusters", "join_tokens", "principals", "client_secrets", "memberships", "role_assignments", "replicas", "ephemeral"} {
 		if !tableExists(t, s, table) {
 			t.Errorf("table %s missing after Open", table)
 		}
@@ -209,7 +211,7 @@ func TestLoadMigrationsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if ms, err := loadMigrations(tt.fsys); err == nil {
+			if ms, err := migration.Load(tt.fsys); err == nil {
 				t.Errorf("loadMigrations = %v, want an error", ms)
 			}
 		})
@@ -348,7 +350,7 @@ func TestMigrateFrom0001(t *testing.T) {
 	for _, m := range applied {
 		names = append(names, m.Name)
 	}
-	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql", "0003_agent_status.sql"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql", "0003_agent_status.sql", "0004_replicas_ephemeral.sql"}, names); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(before, applied[:1]); diff != "" {
@@ -386,6 +388,20 @@ func TestMigrateFrom0001(t *testing.T) {
 	}
 	if got, err := s.GetCluster(ctx, web.ID); err != nil || got.Agent.Status != st {
 		t.Errorf("agent status after upgrade = %+v, %v; want %+v", got.Agent.Status, err, st)
+	}
+
+	// The tables of 0004 work, beside the tunnel columns of 0001.
+	if _, err := s.RenewReplica(ctx, store.Replica{Name: "hub-0", URL: "https://hub-0:8443", ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+		t.Fatalf("RenewReplica after upgrade: %v", err)
+	}
+	if err := s.SetTunnel(ctx, web.ID, store.Tunnel{Replica: "hub-0", ConnectedAt: t0}); err != nil {
+		t.Fatalf("SetTunnel after upgrade: %v", err)
+	}
+	if ids, err := s.ExpireReplicas(ctx, t0.Add(time.Minute)); err != nil || !slices.Equal(ids, []string{"hub-0"}) {
+		t.Errorf("ExpireReplicas after upgrade = %v, %v; want [hub-0]", ids, err)
+	}
+	if err := s.PutEphemeral(ctx, store.Ephemeral{Kind: "device-code", Key: "k", Value: []byte("v"), ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
+		t.Errorf("PutEphemeral after upgrade: %v", err)
 	}
 
 	// The upgraded schema is a new database's.

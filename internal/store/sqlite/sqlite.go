@@ -2,10 +2,15 @@
 // driver modernc.org/sqlite: the hub's embedded default, for one replica.
 //
 // The database is one file (with its -wal and -shm companions) in WAL mode,
-// with foreign keys enforced and a busy timeout for writers in other
-// processes. Open creates it with mode 0600 (its missing parent directories
-// 0700) and applies the embedded migrations that it lacks. Within a process,
-// write transactions run one at a time; reads run concurrently beside them.
+// with foreign keys enforced and a busy timeout for writers through other
+// handles (another Store or process). Open creates it with mode 0600 (its
+// missing parent directories 0700) and applies the embedded migrations that
+// it lacks. Within a Store, write transactions run one at a time; reads run
+// concurrently beside them.
+//
+// Store implements store.Watcher within its process: a watch sees the
+// changes made through the same Store, not those of other handles on the
+// file.
 //
 // Times are stored as INTEGER microseconds since the Unix epoch (UTC), NULL
 // for the zero time.
@@ -21,11 +26,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/store/migration"
 )
 
 const (
@@ -47,9 +54,19 @@ type Store struct {
 	// here is prompt and honours ctx, where its busy handler sleeps and
 	// retries.
 	writeSlot chan struct{}
+
+	// closed is closed by the first Close; it ends the watches.
+	closed    chan struct{}
+	closeOnce sync.Once
+	// mu guards watchers, the subscribers of WatchClusters.
+	mu       sync.Mutex
+	watchers map[*watcher]struct{}
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Watcher = (*Store)(nil)
+)
 
 // Open opens the database at path, creating it (mode 0600, missing parent
 // directories 0700) if it does not exist, and applies the migrations it
@@ -66,7 +83,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // open is Open with the migrations taken from fsys, whose top directory
 // holds files named like 0001_init.sql.
 func open(ctx context.Context, path string, fsys fs.FS) (*Store, error) {
-	ms, err := loadMigrations(fsys)
+	ms, err := migration.Load(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store: %w", err)
 	}
@@ -96,7 +113,12 @@ func open(ctx context.Context, path string, fsys fs.FS) (*Store, error) {
 	}
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
-	s := &Store{db: db, writeSlot: make(chan struct{}, 1)}
+	s := &Store{
+		db:        db,
+		writeSlot: make(chan struct{}, 1),
+		closed:    make(chan struct{}),
+		watchers:  make(map[*watcher]struct{}),
+	}
 	if err := s.init(ctx, ms); err != nil {
 		return nil, errors.Join(fmt.Errorf("open sqlite store %s: %w", abs, err), db.Close())
 	}
@@ -104,7 +126,7 @@ func open(ctx context.Context, path string, fsys fs.FS) (*Store, error) {
 }
 
 // init checks the connection settings and migrates the schema.
-func (s *Store) init(ctx context.Context, ms []migration) error {
+func (s *Store) init(ctx context.Context, ms []migration.Migration) error {
 	if err := s.checkPragmas(ctx); err != nil {
 		return err
 	}
@@ -141,11 +163,19 @@ func (s *Store) checkPragmas(ctx context.Context) error {
 	if fk != 1 {
 		return errors.New("foreign keys are not enforced")
 	}
+	var busy int64
+	if err := s.db.QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&busy); err != nil {
+		return fmt.Errorf("read busy timeout: %w", err)
+	}
+	if busy != busyTimeout.Milliseconds() {
+		return fmt.Errorf("busy timeout is %d ms, want %d", busy, busyTimeout.Milliseconds())
+	}
 	return nil
 }
 
-// Close closes the database. It is idempotent.
+// Close ends the watches and closes the database. It is idempotent.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close sqlite store: %w", err)
 	}
@@ -155,6 +185,14 @@ func (s *Store) Close() error {
 // write runs fn in a write transaction, one at a time, and commits if fn
 // returns nil.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) { return nil, fn(tx) })
+}
+
+// writeChanged is write for a change that the watches see: fn returns the
+// IDs of the clusters it changed (see store.Watcher), and once the
+// transaction has committed they go to every watch, before the next write
+// transaction begins, so that watches see changes in commit order.
+func (s *Store) writeChanged(ctx context.Context, fn func(tx *sql.Tx) ([]string, error)) error {
 	select {
 	case s.writeSlot <- struct{}{}:
 	case <-ctx.Done():
@@ -166,13 +204,15 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	changed, err := fn(tx)
+	if err != nil {
 		_ = tx.Rollback() // fn's error is the one that matters
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.publish(changed)
 	return nil
 }
 

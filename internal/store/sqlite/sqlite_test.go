@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +152,74 @@ func TestOpenErrors(t *testing.T) {
 				t.Fatalf("Open(%q) succeeded, want an error", tt.path)
 			}
 		})
+	}
+}
+
+// TestConcurrentWritesTwoHandles writes through two Stores on one file at
+// once: the Store's write slot serializes only its own transactions, so the
+// two contend for SQLite's write lock, which BEGIN IMMEDIATE and the busy
+// timeout must resolve without a call failing (no "database is locked").
+// RenewReplica reads before it writes: in a deferred transaction, the
+// upgrade to a writer fails at once rather than wait.
+func TestConcurrentWritesTwoHandles(t *testing.T) {
+	const (
+		writers = 8
+		rounds  = 10 // of 5 writes each: 50 per writer
+	)
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "hub.db")
+	handles := []*sqlite.Store{openAt(t, path), openAt(t, path)}
+	t0 := time.Date(2025, time.March, 1, 12, 0, 0, 0, time.UTC)
+
+	errs := make([][]error, writers) // errs[i] is written by writer i only
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			s := handles[i%len(handles)]
+			<-start
+			for r := range rounds {
+				name := fmt.Sprintf("w%d-r%d", i, r)
+				c, err := s.CreateCluster(ctx, store.Cluster{Group: "load", Name: name, CreatedAt: t0})
+				errs[i] = append(errs[i], err)
+				errs[i] = append(errs[i], s.SetTunnel(ctx, c.ID, store.Tunnel{Replica: "hub-0", ConnectedAt: t0}))
+				e := store.Ephemeral{Kind: "load", Key: name, Value: []byte("1"), ExpiresAt: t0.Add(time.Hour)}
+				errs[i] = append(errs[i], s.PutEphemeral(ctx, e, t0))
+				e.Version, e.Value = 1, []byte("2")
+				_, err = s.UpdateEphemeral(ctx, e, t0)
+				errs[i] = append(errs[i], err)
+				r := store.Replica{Name: fmt.Sprintf("hub-%d", i), URL: "https://hub.example", ExpiresAt: t0.Add(time.Duration(r+1) * time.Minute)}
+				_, err = s.RenewReplica(ctx, r, t0)
+				errs[i] = append(errs[i], err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, es := range errs {
+		for j, err := range es {
+			if err != nil {
+				t.Errorf("writer %d, write %d: %v", i, j, err)
+			}
+		}
+	}
+
+	// Every write landed, whichever handle reads.
+	for h, s := range handles {
+		tunnels, err := s.ListTunnels(ctx)
+		if err != nil {
+			t.Fatalf("ListTunnels: %v", err)
+		}
+		if len(tunnels) != writers*rounds {
+			t.Errorf("handle %d: %d tunnels, want %d", h, len(tunnels), writers*rounds)
+		}
+		n, err := s.CountEphemeral(ctx, "load", t0)
+		if err != nil {
+			t.Fatalf("CountEphemeral: %v", err)
+		}
+		if n != writers*rounds {
+			t.Errorf("handle %d: %d ephemeral records, want %d", h, n, writers*rounds)
+		}
 	}
 }
 

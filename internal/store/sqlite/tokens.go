@@ -54,7 +54,7 @@ func (s *Store) RedeemJoinToken(ctx context.Context, hash store.TokenHash, now t
 	}
 	at := dbTime(now)
 	var enrolled store.Cluster
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
 		var clusterID string
 		err := tx.QueryRowContext(ctx, `
 			UPDATE join_tokens SET used_at = ?
@@ -62,17 +62,17 @@ func (s *Store) RedeemJoinToken(ctx context.Context, hash store.TokenHash, now t
 			RETURNING cluster_id`,
 			at, hash[:], at).Scan(&clusterID)
 		if errors.Is(err, sql.ErrNoRows) {
-			return whyNotRedeemable(ctx, tx, hash)
+			return nil, whyNotRedeemable(ctx, tx, hash)
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		enrolled, err = scanCluster(tx.QueryRowContext(ctx, `
 			UPDATE clusters SET agent_public_key = ?, enrolled_at = ?
 			WHERE id = ?
 			RETURNING `+clusterColumns,
 			publicKey, at, clusterID))
-		return err
+		return []string{clusterID}, err
 	})
 	switch {
 	case err == nil:

@@ -77,6 +77,29 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GetRoleAssignment", testGetRoleAssignment},
 		{"ListRoleAssignments", testListRoleAssignments},
 		{"DeleteRoleAssignment", testDeleteRoleAssignment},
+
+		{"RenewReplica", testRenewReplica},
+		{"RenewReplicaInvalid", testRenewReplicaInvalid},
+		{"ListReplicas", testListReplicas},
+		{"RemoveReplica", testRemoveReplica},
+		{"ExpireReplicas", testExpireReplicas},
+		{"ListTunnels", testListTunnels},
+
+		{"PutEphemeral", testPutEphemeral},
+		{"PutEphemeralConcurrent", testPutEphemeralConcurrent},
+		{"EphemeralInvalid", testEphemeralInvalid},
+		{"UpdateEphemeral", testUpdateEphemeral},
+		{"UpdateEphemeralConcurrent", testUpdateEphemeralConcurrent},
+		{"TakeEphemeral", testTakeEphemeral},
+		{"TakeEphemeralConcurrent", testTakeEphemeralConcurrent},
+		{"DeleteEphemeral", testDeleteEphemeral},
+		{"CountEphemeral", testCountEphemeral},
+		{"PurgeEphemeral", testPurgeEphemeral},
+		{"EphemeralNoAlias", testEphemeralNoAlias},
+
+		{"WatchClusters", testWatchClusters},
+		{"WatchClustersTwice", testWatchClustersTwice},
+		{"WatchClustersCancelled", testWatchClustersCancelled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,5 @@
+package postgres
+
+// OpenWithMigrations is Open with the migrations of fsys instead of the
+// embedded ones.
+var OpenWithMigrations = open
