@@ -86,7 +86,7 @@ func (c *Client) DeviceCode(ctx context.Context, prompt io.Writer) (*oauth2.Toke
 	} else {
 		fmt.Fprintf(prompt, "To sign in, open %s and enter the code %s\n", da.VerificationURI, da.UserCode)
 	}
-	tok, err := cfg.DeviceAccessToken(octx, da)
+	tok, err := c.pollDevice(octx, cfg, da)
 	switch {
 	case err == nil:
 		return tok, nil
@@ -95,6 +95,31 @@ func (c *Client) DeviceCode(ctx context.Context, prompt io.Writer) (*oauth2.Toke
 		return nil, errors.New("device code sign-in: the code expired before the sign-in was completed; run the login again")
 	}
 	return nil, fmt.Errorf("device code sign-in: %w", oauthError(err))
+}
+
+// pollDevice polls for the device code's token, as DeviceAccessToken does,
+// and keeps polling through an issuer that is briefly unavailable (HTTP
+// 503, temporarily_unavailable: a hub replica whose database is
+// restarting), where DeviceAccessToken would give up.
+func (c *Client) pollDevice(ctx context.Context, cfg *oauth2.Config, da *oauth2.DeviceAuthResponse) (*oauth2.Token, error) {
+	for {
+		tok, err := cfg.DeviceAccessToken(ctx, da)
+		var re *oauth2.RetrieveError
+		if err == nil || !errors.As(err, &re) || (re.ErrorCode != "temporarily_unavailable" && (re.Response == nil || re.Response.StatusCode != http.StatusServiceUnavailable)) {
+			return tok, err
+		}
+		wait := time.Duration(da.Interval) * time.Second
+		if wait <= 0 {
+			wait = 5 * time.Second // RFC 8628's default interval
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // ClientCredentials runs the client credentials grant for a service

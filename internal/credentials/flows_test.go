@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/oauth2"
 
 	"tether.dev/tether/test/oidcprovider"
 )
@@ -332,5 +334,33 @@ func TestClientCredentials(t *testing.T) {
 	var oe *OAuthError
 	if !errors.As(err, &oe) || oe.Code != "invalid_client" {
 		t.Fatalf("error %v, want invalid_client", err)
+	}
+}
+
+// An issuer that is briefly unavailable while the user signs in (a hub
+// replica whose database restarts) does not end the device-code polling.
+func TestDevicePollingOutlastsAnUnavailableIssuer(t *testing.T) {
+	var polls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		polls++
+		w.Header().Set("Content-Type", "application/json")
+		switch polls {
+		case 1:
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"authorization_pending"}`)
+		case 2:
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":"temporarily_unavailable","error_description":"the hub cannot reach its database just now"}`)
+		default:
+			io.WriteString(w, `{"access_token":"at","token_type":"Bearer","expires_in":3600}`)
+		}
+	}))
+	defer srv.Close()
+	cfg := &oauth2.Config{ClientID: "c", Endpoint: oauth2.Endpoint{TokenURL: srv.URL, AuthStyle: oauth2.AuthStyleInParams}}
+	da := &oauth2.DeviceAuthResponse{DeviceCode: "dc", Interval: 1, Expiry: time.Now().Add(time.Minute)}
+	tok, err := (&Client{}).pollDevice(testContext(t), cfg, da)
+	if err != nil || tok.AccessToken != "at" || polls != 3 {
+		t.Fatalf("pollDevice = %v, %v after %d polls; want the token after 3", tok, err, polls)
 	}
 }

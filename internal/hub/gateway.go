@@ -135,7 +135,12 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 		defer h.watches.add(e)()
 		w = e
 	}
-	t, err := h.findTarget(r.Context(), id, in.hops)
+	t, err := h.findTarget(r.Context(), id, in.hops, false)
+	if errors.Is(err, errNoRoute) && h.rt != nil && h.recentlySeen(r.Context(), id) {
+		// Its agent was connected a moment ago: it is moving between
+		// replicas, and this one has not heard where to yet.
+		t, err = h.findTarget(r.Context(), id, in.hops, true)
+	}
 	switch {
 	case errors.Is(err, errNoRoute) && in.hops > 0:
 		// The sender's route is stale: it reads it again.
@@ -173,6 +178,13 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 	}
 	fwd := forward{assertion: assertion, dropAuthorization: a.Mode == identity.ModeImpersonate}
 	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
+}
+
+// recentlySeen reports whether the store says the cluster's agent was
+// connected within the offline window.
+func (h *Hub) recentlySeen(ctx context.Context, id string) bool {
+	c, err := h.cfg.Store.GetCluster(ctx, id)
+	return err == nil && c.Enrolled() && !c.Agent.LastSeenAt.IsZero() && h.cfg.Now().Sub(c.Agent.LastSeenAt) < h.cfg.OfflineAfter
 }
 
 // offline explains why a cluster cannot be reached right now.

@@ -342,6 +342,12 @@ func (h *Hub) readyz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
+	if h.rt != nil && !h.rt.isSynced() {
+		// Not a store outage (a replica with routes stays ready through
+		// one): this replica has not read the routes since it started.
+		http.Error(w, "reading the routes to the other replicas' tunnels", http.StatusServiceUnavailable)
+		return
+	}
 	w.Write([]byte("ok\n"))
 }
 

@@ -183,36 +183,56 @@ func (h *Hub) forwardToPeer(w http.ResponseWriter, r *http.Request, cluster stri
 	h.peerProxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
+// errRouteMiss: the replica a request was forwarded to does not hold the
+// cluster's tunnel (any more).
+var errRouteMiss = errors.New("the replica does not hold the tunnel")
+
 // peerResponse reads the route again when the holder says it no longer
-// holds the tunnel.
+// holds the tunnel, and has the request routed again (see peerError).
 func (h *Hub) peerResponse(resp *http.Response) error {
 	if resp.Header.Get(headerRouteMiss) != "" {
 		f, _ := resp.Request.Context().Value(peerForwardKey{}).(peerForward)
 		h.rt.forget(f.cluster, f.peer, h.cfg.Now())
 		h.changes.add(f.cluster) // read it again
+		if f.attempt == 0 && replayable(resp.Request) {
+			return errRouteMiss
+		}
 	}
 	resp.Header.Del(headerRouteMiss)
 	return nil
 }
 
-// peerError handles a forward that failed before the holder answered. If
-// the holder could not be reached at all, nothing was sent: the request is
-// routed again (the agent is likely connecting to another replica), once,
-// when it has no body to replay.
-func (h *Hub) peerError(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
+// replayable reports whether a forwarded request can be sent again: it
+// has no body.
+func replayable(out *http.Request) bool { return out.Body == nil || out.Body == http.NoBody }
+
+// peerError handles a forward that failed before the holder answered
+// (out is the request as forwarded). If the holder could not be reached at
+// all, or said it does not hold the tunnel, the request is routed again
+// (the agent is likely connecting to another replica), once, when it has
+// no body to replay.
+func (h *Hub) peerError(w http.ResponseWriter, out *http.Request, err error) {
+	if out.Context().Err() != nil {
 		return // the client went away
 	}
-	f, _ := r.Context().Value(peerForwardKey{}).(peerForward)
+	f, _ := out.Context().Value(peerForwardKey{}).(peerForward)
 	var op *net.OpError
 	unreachable := errors.As(err, &op) && op.Op == "dial"
-	h.logger.Warn("forward to replica failed", "replica", f.peer, "cluster", f.cluster, "unreachable", unreachable, "err", err)
 	if unreachable {
 		h.rt.markSuspect(f.peer, h.cfg.Now().Add(h.cfg.ReplicaLease))
-		if f.attempt == 0 && (r.Body == nil || r.Body == http.NoBody) {
-			h.serveCluster(w, r, f.cluster, via{client: f.client, hops: f.hops, attempt: f.attempt + 1})
-			return
+	}
+	if (unreachable || errors.Is(err, errRouteMiss)) && f.attempt == 0 && replayable(out) {
+		h.logger.Info("forward to replica missed; routing again", "replica", f.peer, "cluster", f.cluster, "err", err)
+		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops} {
+			out.Header.Del(k)
 		}
+		h.serveCluster(w, out, f.cluster, via{client: f.client, hops: f.hops, attempt: f.attempt + 1})
+		return
+	}
+	h.logger.Warn("forward to replica failed", "replica", f.peer, "cluster", f.cluster, "unreachable", unreachable, "err", err)
+	if errors.Is(err, errRouteMiss) {
+		apistatus.WriteRetry(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %s's tunnel moved to another hub replica; retry", f.cluster), time.Second)
+		return
 	}
 	apistatus.WriteRetry(w, http.StatusBadGateway, fmt.Sprintf("the hub replica holding cluster %s's tunnel failed during the request: %v; retry", f.cluster, err), time.Second)
 }

@@ -51,7 +51,7 @@ type replica struct {
 	once   sync.Once
 }
 
-func newReplicaSet(t *testing.T, names ...string) *replicaSet {
+func newReplicaSet(t testing.TB, names ...string) *replicaSet {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
@@ -92,7 +92,7 @@ func newReplicaSet(t *testing.T, names ...string) *replicaSet {
 }
 
 // stop drains the replica and waits for Serve to return.
-func (r *replica) stop(t *testing.T) {
+func (r *replica) stop(t testing.TB) {
 	r.once.Do(func() {
 		r.cancel()
 		select {
@@ -106,7 +106,7 @@ func (r *replica) stop(t *testing.T) {
 	})
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
+func selfSigned(t testing.TB) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -125,7 +125,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 
 // do sends a request to one replica and returns the status, the body and
 // the Retry-After header.
-func (rs *replicaSet) do(t *testing.T, replica, method, path string, header http.Header) (int, string, string) {
+func (rs *replicaSet) do(t testing.TB, replica, method, path string, header http.Header) (int, string, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, rs.hubs[replica].url+path, nil)
 	for k, v := range header {
@@ -141,7 +141,7 @@ func (rs *replicaSet) do(t *testing.T, replica, method, path string, header http
 }
 
 // createCluster registers a cluster through the replica.
-func (rs *replicaSet) createCluster(t *testing.T, replica, group, name string) CreatedCluster {
+func (rs *replicaSet) createCluster(t testing.TB, replica, group, name string) CreatedCluster {
 	t.Helper()
 	req, _ := http.NewRequest("POST", rs.hubs[replica].url+"/api/v1/clusters", strings.NewReader(fmt.Sprintf(`{"group":%q,"name":%q}`, group, name)))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -160,7 +160,7 @@ func (rs *replicaSet) createCluster(t *testing.T, replica, group, name string) C
 
 // runAgent runs a real agent that dials only the replica, in front of
 // apiServer, until the test ends.
-func (rs *replicaSet) runAgent(t *testing.T, replica, joinToken string, apiServer *rest.Config) {
+func (rs *replicaSet) runAgent(t testing.TB, replica, joinToken string, apiServer *rest.Config) {
 	t.Helper()
 	hubURL, _ := url.Parse(rs.hubs[replica].url)
 	ag, err := agent.New(agent.Config{Hub: hubURL, HubClient: rs.client, JoinToken: joinToken, StateDir: t.TempDir(),
@@ -272,5 +272,33 @@ func TestDrainEndsWatchesWithAReason(t *testing.T) {
 	if err := json.Unmarshal(lines.Bytes(), &ev); err != nil || ev.Type != "ERROR" || ev.Object.Code != http.StatusServiceUnavailable ||
 		!strings.Contains(ev.Object.Message, "shutting down") {
 		t.Errorf("last watch event %s (%v): want an ERROR event with a 503 Status saying the replica is shutting down", lines.Bytes(), err)
+	}
+}
+
+// BenchmarkForward compares a small request served by the replica holding
+// the tunnel with the same request sent to another replica, which forwards
+// it: the cost of the extra hop.
+func BenchmarkForward(b *testing.B) {
+	rs := newReplicaSet(b, "a", "b")
+	api := newAPIServer(b)
+	created := rs.createCluster(b, "a", "g1", "c1")
+	rs.runAgent(b, "a", created.Join.JoinToken, api.restConfig())
+	deadline := time.Now().Add(10 * time.Second)
+	for rs.hubs["b"].hub.rt.lookup(created.Cluster.ID, time.Now(), time.Second).peer != "a" {
+		if time.Now().After(deadline) {
+			b.Fatal("replica b never learned the route")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sa := http.Header{"Authorization": {"Bearer sa-token"}}
+	for _, via := range []string{"a", "b"} {
+		name := map[string]string{"a": "holder", "b": "forwarded"}[via]
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if code, body, _ := rs.do(b, via, "GET", "/k8s/g1/c1/api", sa); code != http.StatusOK {
+					b.Fatalf("%d %s", code, body)
+				}
+			}
+		})
 	}
 }

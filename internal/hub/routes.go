@@ -101,6 +101,13 @@ func (r *routes) setPeers(replicas []store.Replica, now time.Time) {
 	r.notifyLocked()
 }
 
+// isSynced reports whether the holders were read whole at least once.
+func (r *routes) isSynced() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.synced
+}
+
 // knows reports whether name is a replica the routes know the URL of.
 func (r *routes) knows(name string) bool {
 	r.mu.Lock()
@@ -184,30 +191,31 @@ type target struct {
 
 // findTarget returns the tunnel a request for the cluster goes through:
 // this replica's own, unless it is going away, else the holding replica's.
-// hops counts the replicas that forwarded the request already: one that a
-// replica forwarded is forwarded again only by a replica whose own tunnel
-// is going away (so never in circles), and never a third time. When
-// neither is there but one may come soon (the agent is moving between
-// replicas), it waits up to RouteWait for it. It returns errNoRoute when
-// there is none, or ctx's error.
-func (h *Hub) findTarget(ctx context.Context, cluster string, hops int) (target, error) {
+// hops counts the replicas that forwarded the request already: a request
+// is forwarded at most twice (a replica whose route was stale passes it on
+// once more), so never in circles. When neither is there but one may come
+// soon (the agent is moving between replicas), or when wait says so, it
+// waits up to RouteWait for it. It returns errNoRoute when there is none,
+// or ctx's error.
+func (h *Hub) findTarget(ctx context.Context, cluster string, hops int, wait bool) (target, error) {
 	var deadline <-chan time.Time
 	for {
 		conn := h.lookup(cluster)
 		if conn != nil && !conn.sess.GoingAway() {
 			return target{local: conn}, nil
 		}
-		wait := conn != nil // ours is going away: its agent is reconnecting
+		// Ours going away means its agent is reconnecting.
+		waiting := wait || conn != nil
 		var changed <-chan struct{}
 		if h.rt != nil {
 			rt := h.rt.lookup(cluster, h.cfg.Now(), h.cfg.RouteWait)
-			if rt.peer != "" && (hops == 0 || hops == 1 && conn != nil) {
+			if rt.peer != "" && hops < 2 {
 				return target{peer: rt.peer, peerURL: rt.peerURL}, nil
 			}
-			wait = wait || rt.wait
+			waiting = waiting || rt.wait
 			changed = rt.changed
 		}
-		if !wait {
+		if !waiting {
 			return target{}, errNoRoute
 		}
 		if deadline == nil {

@@ -330,6 +330,28 @@ current-context: x
 		}
 	})
 
+	t.Run("a second signal stops a draining replica at once", func(t *testing.T) {
+		r := e.Replicas[0]
+		syscall.Kill(r.Process.Pid(), syscall.SIGTERM)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(r.Process.Tail(50), "send the signal again to stop at once") {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s did not start draining:\n%s", r.Current, r.Process.Tail(20))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		syscall.Kill(r.Process.Pid(), syscall.SIGTERM)
+		// A graceful stop exits 0 after the drain delay; the second signal
+		// ends the process by its default action before that.
+		if err := r.Process.Err(); err == nil || !strings.Contains(err.Error(), "signal: terminated") {
+			t.Errorf("replica %s after a second SIGTERM during its drain: %v, want killed by the signal\n%s", r.Current, err, r.Process.Tail(10))
+		}
+		if err := e.StartReplica(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitAll(30 * time.Second)
+	})
+
 	t.Run("100 agents over the replicas, each reachable from every replica", func(t *testing.T) {
 		const n = 100
 		hubURL, _ := url.Parse(e.HubURL)
