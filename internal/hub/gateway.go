@@ -133,6 +133,7 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 	if in.attempt == 0 && isWatch(r) {
 		e := newWatchEnder(w)
 		defer h.watches.add(e)()
+		defer e.finish()
 		w = e
 	}
 	t, err := h.findTarget(r.Context(), id, in.hops, false)

@@ -17,6 +17,12 @@
 // The gateway forwards requests, upgrades (exec, attach, port-forward, cp)
 // and endless streams (watch, logs -f) through the cluster's tunnel, with
 // no total deadline, and answers kubectl with Kubernetes Status errors.
+//
+// Several replicas may share one store (Config.PeerURL): each keeps a lease
+// and, in memory, which replica holds which cluster's tunnel (routes.go,
+// replicas.go), and forwards a request whose tunnel another replica holds
+// to that replica (peer.go). Serve drains on its way out. See
+// docs/scale-out.md.
 package hub
 
 import (

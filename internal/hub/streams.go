@@ -62,6 +62,16 @@ func (e *watchEnder) Flush() {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (e *watchEnder) Unwrap() http.ResponseWriter { return e.w }
 
+// finish marks the handler done: nothing may be written after it, so end
+// waits for a write in progress and then writes nothing. The handler
+// defers it, so that it runs before the server finishes the response even
+// when the handler panics.
+func (e *watchEnder) finish() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ended = true
+}
+
 // end writes the ERROR event with message, if the stream is a JSON watch
 // between events, and lets nothing more through.
 func (e *watchEnder) end(message string) {
