@@ -37,9 +37,11 @@ type Decision struct {
 	// which role is missing and how to get it; it is written for kubectl
 	// ("Error from server (Forbidden): ...") and the CLI. Empty when allowed.
 	Message string
+	// Grant, when Allowed, names the role and scope that allowed it, e.g.
+	// `"Cluster User" at /groups/prod`: what the audit trail records.
+	Grant string
 }
 
-func allow() Decision            { return Decision{Allowed: true} }
 func deny(msg string) Decision   { return Decision{Message: msg} }
 func denyErr(err error) Decision { return deny(err.Error()) }
 
@@ -82,7 +84,7 @@ func decide(p Principal, scope Scope, action Action, assignments []Assignment, w
 	roles := RoleDefinitions()
 	for _, g := range applicable(p, assignments, roles) {
 		if g.role.Allows(action) && Contains(g.scope, scope) {
-			return allow()
+			return Decision{Allowed: true, Grant: fmt.Sprintf("%q at %s", g.role.Name, g.scope)}
 		}
 	}
 	var need []string

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"tether.dev/tether/internal/access"
 )
@@ -82,7 +83,7 @@ func TestConnect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := access.Connect(tt.principal, tt.cluster, tt.assignments)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(access.Decision{}, "Grant")); diff != "" {
 				t.Errorf("Connect(%s) (-want +got):\n%s", tt.cluster, diff)
 			}
 		})
@@ -136,7 +137,7 @@ func TestAuthorize(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := access.Authorize(aliceP, tt.scope, tt.action, tt.assignments)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(access.Decision{}, "Grant")); diff != "" {
 				t.Errorf("Authorize(%s, %s) (-want +got):\n%s", tt.scope, tt.action, diff)
 			}
 		})
@@ -150,4 +151,28 @@ func manyGroups(n int) []string {
 		gs = append(gs, fmt.Sprintf("%08x", i)+ops[8:])
 	}
 	return gs
+}
+
+// TestDecisionGrant checks that an allowed decision names the role and
+// scope that allowed it, for the audit trail, and a denial names none.
+func TestDecisionGrant(t *testing.T) {
+	cluster := "/groups/prod/clusters/web"
+	tests := []struct {
+		name        string
+		assignments []access.Assignment
+		want        string
+	}{
+		{"direct at the cluster", []access.Assignment{user(alice, "cluster-user", cluster)}, `"Cluster User" at /groups/prod/clusters/web`},
+		{"through a group at the group", []access.Assignment{group(devs, "contributor", "/groups/prod")}, `"Contributor" at /groups/prod`},
+		{"owner at the root", []access.Assignment{user(alice, "owner", "/")}, `"Owner" at /`},
+		{"denied: no grant", []access.Assignment{user(alice, "reader", "/")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := access.Connect(aliceP, cluster, tt.assignments)
+			if d.Grant != tt.want || d.Allowed != (tt.want != "") {
+				t.Errorf("Connect = %+v, want allowed %v with grant %q", d, tt.want != "", tt.want)
+			}
+		})
+	}
 }

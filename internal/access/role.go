@@ -24,6 +24,7 @@ const (
 	ActionAssignmentsWrite Action = "assignments/write" // create and delete role assignments
 	ActionPrincipalsRead   Action = "principals/read"   // show and list users, service principals and groups
 	ActionPrincipalsWrite  Action = "principals/write"  // manage users, service principals, groups and secrets
+	ActionAuditRead        Action = "audit/read"        // read the audit trail
 )
 
 // Actions returns every hub action, in the order of the constants above.
@@ -32,6 +33,7 @@ func Actions() []Action {
 		ActionClustersRead, ActionClustersWrite, ActionClustersDelete, ActionClustersConnect,
 		ActionAssignmentsRead, ActionAssignmentsWrite,
 		ActionPrincipalsRead, ActionPrincipalsWrite,
+		ActionAuditRead,
 	}
 }
 
@@ -95,8 +97,8 @@ func RoleDefinitions() []Role {
 		ID:          RoleReader,
 		Name:        "Reader",
 		ArcName:     "Reader",
-		Description: "View clusters, role assignments and principals.",
-		Actions:     []Action{ActionClustersRead, ActionAssignmentsRead, ActionPrincipalsRead},
+		Description: "View clusters, role assignments, principals and the audit trail.",
+		Actions:     []Action{ActionClustersRead, ActionAssignmentsRead, ActionPrincipalsRead, ActionAuditRead},
 		Levels:      hubLevels(),
 	}, {
 		ID:          RoleClusterUser,
@@ -137,10 +139,10 @@ func RoleDefinitions() []Role {
 		ID:          RoleContributor,
 		Name:        "Contributor",
 		ArcName:     "Contributor",
-		Description: "Manage and connect to clusters; view role assignments and principals, not change them.",
+		Description: "Manage and connect to clusters; view role assignments, principals and the audit trail, not change them.",
 		Actions: []Action{
 			ActionClustersRead, ActionClustersWrite, ActionClustersDelete, ActionClustersConnect,
-			ActionAssignmentsRead, ActionPrincipalsRead,
+			ActionAssignmentsRead, ActionPrincipalsRead, ActionAuditRead,
 		},
 		Levels: hubLevels(),
 	}, {

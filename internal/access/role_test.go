@@ -32,7 +32,7 @@ var (
 func TestRoleDefinitions(t *testing.T) {
 	want := []permissions{{
 		ID: "reader", Name: "Reader", ArcName: "Reader",
-		Actions: []access.Action{"clusters/read", "assignments/read", "principals/read"},
+		Actions: []access.Action{"clusters/read", "assignments/read", "principals/read", "audit/read"},
 		Levels:  hubLevels,
 	}, {
 		ID: "cluster-user", Name: "Cluster User", ArcName: "Azure Arc Enabled Kubernetes Cluster User Role",
@@ -52,11 +52,11 @@ func TestRoleDefinitions(t *testing.T) {
 		ClusterRole: "cluster-admin", Levels: hubLevels,
 	}, {
 		ID: "contributor", Name: "Contributor", ArcName: "Contributor",
-		Actions: []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "principals/read"},
+		Actions: []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "principals/read", "audit/read"},
 		Levels:  hubLevels,
 	}, {
 		ID: "owner", Name: "Owner", ArcName: "Owner",
-		Actions: []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "assignments/write", "principals/read", "principals/write"},
+		Actions: []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "assignments/write", "principals/read", "principals/write", "audit/read"},
 		Levels:  hubLevels,
 	}}
 	var got []permissions
@@ -83,6 +83,7 @@ func TestRoleAllows(t *testing.T) {
 		{"assignments/write", []string{"owner"}},
 		{"principals/read", []string{"reader", "contributor", "owner"}},
 		{"principals/write", []string{"owner"}},
+		{"audit/read", []string{"reader", "contributor", "owner"}},
 		{"unknown action", nil},
 		{"*", nil},
 	}
@@ -108,7 +109,7 @@ func allowedBy(r access.Role, a access.Action) []string {
 }
 
 func TestActions(t *testing.T) {
-	want := []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "assignments/write", "principals/read", "principals/write"}
+	want := []access.Action{"clusters/read", "clusters/write", "clusters/delete", "clusters/connect", "assignments/read", "assignments/write", "principals/read", "principals/write", "audit/read"}
 	if diff := cmp.Diff(want, access.Actions()); diff != "" {
 		t.Errorf("Actions() (-want +got):\n%s", diff)
 	}

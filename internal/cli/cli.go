@@ -70,6 +70,6 @@ func newRoot(name string) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newLocationsCmd(), newEndpointsCmd(), newProxyCmd(), newRoleCmd(), newADCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd())
+	root.AddCommand(newVersionCmd(), newHubCmd(), newAgentCmd(), newClusterCmd(), newLocationsCmd(), newEndpointsCmd(), newProxyCmd(), newRoleCmd(), newADCmd(), newLoginCmd(), newLogoutCmd(), newGetTokenCmd(), newGetCredentialsCmd(), newAuditCmd())
 	return root
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/big"
@@ -32,6 +33,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tether.dev/tether/internal/atomicfile"
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/hub"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/issuer"
@@ -42,9 +44,9 @@ import (
 
 func newHubCmd() *cobra.Command {
 	var (
-		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile, storeURL, peerURL string
-		sans                                                                                                []string
-		accessTTL, heartbeat, offlineAfter, keyMaxIdle, lease, drainDelay, drainGrace                       time.Duration
+		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile, storeURL, peerURL, auditLog string
+		sans                                                                                                          []string
+		accessTTL, heartbeat, offlineAfter, keyMaxIdle, lease, drainDelay, drainGrace                                 time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -88,6 +90,11 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 				return err
 			}
 			defer st.Close()
+			auditSink, closeAudit, err := openAuditLog(auditLog, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			defer closeAudit()
 			var peerTLS *tls.Config
 			if shared {
 				if peerURL, err = defaultPeerURL(peerURL, listen); err != nil {
@@ -104,7 +111,15 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 			if err != nil {
 				return err
 			}
-			emb, err := newEmbeddedIssuer(base+"/oidc", dataDir, st, accessTTL, logger)
+			// The issuer's sign-ins go to the hub's audit trail; the hub is
+			// made after the issuer it serves.
+			var h *hub.Hub
+			recordSignIn := func(e audit.Event) {
+				if h != nil {
+					h.RecordAudit(e)
+				}
+			}
+			emb, err := newEmbeddedIssuer(base+"/oidc", dataDir, st, accessTTL, recordSignIn, logger)
 			if err != nil {
 				return err
 			}
@@ -122,9 +137,9 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 					return err
 				}
 			}
-			h, err := hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
+			h, err = hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
 				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica,
-				PeerURL: peerURL, PeerTLS: peerTLS, ReplicaLease: lease, DrainDelay: drainDelay, DrainGrace: drainGrace,
+				PeerURL: peerURL, PeerTLS: peerTLS, ReplicaLease: lease, DrainDelay: drainDelay, DrainGrace: drainGrace, AuditLog: auditSink,
 				HeartbeatInterval: heartbeat, OfflineAfter: offlineAfter, AgentKeyMaxIdle: keyMaxIdle,
 				Locations: locations, Version: Version}, logger)
 			if err != nil {
@@ -156,8 +171,25 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 	f.DurationVar(&lease, "replica-lease", 15*time.Second, "how long this replica counts as alive without renewing its record; a replica that stops renewing is taken for dead after it")
 	f.DurationVar(&drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long readiness fails before agents are moved to other replicas (let load balancers notice)")
 	f.DurationVar(&drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long requests in flight get to finish after agents were moved; then long streams are ended")
+	f.StringVar(&auditLog, "audit-log", "", "also write every audit event as a JSON line to this file (appended, 0600), or - for standard output; the store keeps them anyway (tether audit list)")
 	cmd.AddCommand(newHubInitCmd())
 	return cmd
+}
+
+// openAuditLog opens the --audit-log destination: none, stdout for "-", or
+// a file appended to, made 0600.
+func openAuditLog(path string, stdout io.Writer) (io.Writer, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
 }
 
 // openStore opens the store named by u: SQLite in dataDir when empty, or
@@ -338,12 +370,12 @@ const (
 	embeddedCLIClientID = "tether-cli"
 )
 
-func newEmbeddedIssuer(url, dataDir string, st store.Store, accessTTL time.Duration, logger *slog.Logger) (embeddedIssuer, error) {
+func newEmbeddedIssuer(url, dataDir string, st store.Store, accessTTL time.Duration, record func(audit.Event), logger *slog.Logger) (embeddedIssuer, error) {
 	key, err := issuer.LoadOrCreateKey(filepath.Join(dataDir, "issuer.key"))
 	if err != nil {
 		return embeddedIssuer{}, err
 	}
-	iss, err := issuer.New(issuer.Config{URL: url, Store: st, Key: key, Audience: embeddedAudience, CLIClientID: embeddedCLIClientID, AccessTokenTTL: accessTTL}, logger)
+	iss, err := issuer.New(issuer.Config{URL: url, Store: st, Key: key, Audience: embeddedAudience, CLIClientID: embeddedCLIClientID, AccessTokenTTL: accessTTL, Audit: record}, logger)
 	if err != nil {
 		return embeddedIssuer{}, fmt.Errorf("embedded issuer: %w", err)
 	}

@@ -42,6 +42,16 @@ type agentConn struct {
 
 // enroll redeems a join token for the public key the agent generated.
 func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
+	aw := &auditWriter{ResponseWriter: w}
+	w = aw
+	var clusterID string
+	defer func(start time.Time) {
+		reason := "the join token redeemed"
+		if aw.status >= 400 {
+			reason = statusText(aw.errBody, "")
+		}
+		h.recordEnroll(r, start, clusterID, aw.status, reason)
+	}(h.cfg.Now())
 	token, ok := authheader.Bearer(r.Header.Get("Authorization"))
 	if !ok || token == "" {
 		apistatus.Write(w, http.StatusUnauthorized, "enrollment needs the cluster's join token as a bearer token")
@@ -72,6 +82,7 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 		h.internalError(w, "redeem join token", err)
 		return
 	}
+	clusterID = cluster.ID
 	resp := agent.EnrollResponse{Cluster: cluster.ID, HubID: h.cfg.HubID, HubKeys: h.hubKeys}
 	if loc, ok := h.findLocation(cluster.Location); ok {
 		resp.TunnelURL = loc.URL

@@ -28,6 +28,9 @@ type caller struct {
 	// grants are the assignments that apply to principal (those the
 	// authorize wrapper loaded: at its scope and above, or all).
 	grants []access.Assignment
+	// grant names the role and scope that allowed the request's action
+	// (access.Decision.Grant), for the audit trail.
+	grant string
 }
 
 // may decides whether the caller may do action at scope.
@@ -63,8 +66,19 @@ type scopeFunc func(w http.ResponseWriter, r *http.Request) (scope string, ok bo
 // callerOf(r).may, what to show (lists show only what the caller may
 // read). scopeOf runs for the admin too, so that malformed requests are
 // answered alike.
+//
+// Every request that changes something (not GET or HEAD) is audited when
+// it is done, refused ones included.
 func (h *Hub) authorize(action access.Action, scopeOf scopeFunc, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		var c *caller
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			aw := &auditWriter{ResponseWriter: w}
+			aw.Header().Set("X-Request-Id", newRequestID())
+			w = aw
+			start := h.cfg.Now()
+			defer func() { h.recordChange(r, aw, c, start) }()
+		}
 		c, ok := h.authenticate(w, r)
 		if !ok {
 			return
@@ -85,11 +99,13 @@ func (h *Hub) authorize(action access.Action, scopeOf scopeFunc, next http.Handl
 			c.grants = grants
 		}
 		if action != "" {
-			if d := c.may(action, scope); !d.Allowed {
+			d := c.may(action, scope)
+			if !d.Allowed {
 				h.logger.Info("admin request denied", "principal", c.principal.ID, "action", string(action), "scope", scope)
 				apistatus.Write(w, http.StatusForbidden, d.Message)
 				return
 			}
+			c.grant = d.Grant
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	}

@@ -102,13 +102,29 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusNotFound, "no such cluster: the gateway path is /k8s/{group}/{cluster}/ with lowercase names")
 		return
 	}
+	if hasDotSegment(r.URL.Path) {
+		apistatus.Write(w, http.StatusBadRequest, `the path has a "." or ".." segment (perhaps escaped, as %2e%2e); Kubernetes API paths have none: send the path without them`)
+		return
+	}
+	id := store.ClusterID(group, name)
+	aw, r, done := h.startAudit(w, r, id)
+	defer done()
+	w = aw
 	peer, hops, ok := h.fromPeer(w, r)
 	if !ok {
 		return
 	}
 	in := via{client: r.RemoteAddr, hops: hops}
 	if peer != "" {
+		// Forwarded by another replica: the original client, and the
+		// request ID the client was given.
 		in.client = r.Header.Get(headerPeerClient)
+		rec := recordOf(r)
+		rec.event.SourceAddr = in.client
+		if reqID := r.Header.Get(headerPeerRequestID); reqID != "" {
+			rec.event.RequestID = reqID
+			w.Header().Set("X-Request-Id", reqID)
+		}
 	}
 	token, ok := authheader.Bearer(r.Header.Get("Authorization"))
 	if !ok {
@@ -122,7 +138,7 @@ func (h *Hub) gateway(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusUnauthorized, fmt.Sprintf("your bearer token was refused: it has %d bytes, more than any valid token (at most %d); sign in again (tether login) or pass a service-account token", len(token), identity.MaxTokenSize))
 		return
 	}
-	h.serveCluster(w, r, store.ClusterID(group, name), in)
+	h.serveCluster(w, r, id, in)
 }
 
 // serveCluster sends r through the cluster's tunnel: this replica's, or
@@ -172,12 +188,18 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 	}
 	// Otherwise service-account-token mode: the caller's token goes through
 	// and only the API server can judge it.
+	rec := recordOf(r)
+	if a.Mode == identity.ModeToken {
+		rec.setPrincipal("", "kubernetesToken", tokenSubject(token))
+		rec.event.AuthMode, rec.event.Reason = "token", "a Kubernetes token, passed to the API server, which judges it"
+	}
 	assertion, err := h.signer.Sign(a, h.cfg.Now())
 	if err != nil {
 		h.internalError(w, "sign the request's assertion", err)
 		return
 	}
 	fwd := forward{assertion: assertion, dropAuthorization: a.Mode == identity.ModeImpersonate}
+	rec.forwarded, rec.elsewhere = true, false
 	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 }
 
@@ -215,6 +237,19 @@ func (h *Hub) offline(w http.ResponseWriter, r *http.Request, id string) {
 			now.Sub(c.Agent.LastSeenAt).Round(time.Second), c.Agent.LastSeenAt.UTC().Format(time.RFC3339))
 	}
 	apistatus.Write(w, http.StatusServiceUnavailable, fmt.Sprintf("cluster %s/%s is not connected: %s", group, name, msg))
+}
+
+// hasDotSegment reports whether the decoded path p has a "." or ".."
+// segment. ServeMux redirects such paths to their clean form, but not when
+// the dots are escaped (%2e%2e, or .%2F) nor in a CONNECT request: the agent
+// would receive a path that, cleaned, climbs out of wherever it is rooted.
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func ensureSlash(p string) string {

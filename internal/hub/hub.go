@@ -33,6 +33,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -132,6 +133,9 @@ type Config struct {
 	// its agents were moved; then long streams (watches, logs, exec) are
 	// ended. Zero means 10 s.
 	DrainGrace time.Duration
+	// AuditLog, when set, receives every audit event as a JSON line, after
+	// the store has chained it (for a SIEM). The store keeps them anyway.
+	AuditLog io.Writer
 	// Tunnel tunes agent tunnels; zero values are the tunnel package's
 	// defaults.
 	Tunnel tunnel.Config
@@ -166,6 +170,9 @@ type Hub struct {
 	// tunnelsChanged is closed and replaced when tunnels changes.
 	tunnelsChanged chan struct{}
 	wg             sync.WaitGroup // per-tunnel goroutines
+
+	// audit records the audit trail (see audit.go).
+	audit *auditor
 
 	// decisions stand in for the store for signed-in callers while it is
 	// unreachable.
@@ -254,6 +261,7 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	}
 	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, tunnelsChanged: make(chan struct{}),
 		decisions: newDecisions(decisionsStaleFor, maxDecisions),
+		audit:     newAuditor(cfg.Store, cfg.AuditLog, logger),
 		signer:    signer, hubKeys: []string{string(pub)}, locations: locations}
 	if cfg.PeerURL != "" {
 		u, err := url.Parse(cfg.PeerURL)
@@ -300,6 +308,7 @@ func (h *Hub) routes() {
 	h.locationRoutes(mux)
 	h.assignmentRoutes(mux)
 	h.directoryRoutes(mux)
+	h.auditRoutes(mux)
 	if h.issuerPath != "" {
 		mux.Handle(h.issuerPath+"/", h.cfg.IssuerHandler)
 	}
@@ -399,6 +408,15 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 		go func() { defer leaseDone.Done(); h.leaseLoop(lease) }()
 		go func() { defer watchDone.Done(); h.watchLoop(loops, h.watcher) }()
 	}
+	// The audit trail is written until every request is done.
+	auditing, stopAudit := context.WithCancel(context.Background())
+	var auditDone sync.WaitGroup
+	auditDone.Add(1)
+	go func() { defer auditDone.Done(); h.audit.run(auditing, 10*time.Second) }()
+	defer func() {
+		stopAudit()
+		auditDone.Wait()
+	}()
 	defer func() {
 		stopLoops()
 		leaseDone.Wait()
@@ -420,6 +438,11 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 	srv.Close()
 	h.closeAll()
 	h.wg.Wait()
+	// Upgraded requests end with their tunnels; their audit events are the
+	// last to write.
+	for wait := time.Now().Add(5 * time.Second); h.active.Load() > 0 && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -35,6 +35,9 @@ const (
 	headerPeerClient = "Tether-Peer-Client"
 	// headerPeerHops counts the replicas that forwarded the request.
 	headerPeerHops = "Tether-Peer-Hops"
+	// headerPeerRequestID is the request's ID at the sending replica, so
+	// that both replicas' logs and the audit trail name it alike.
+	headerPeerRequestID = "Tether-Peer-Request-Id"
 	// headerRouteMiss marks a holder's answer that it no longer holds the
 	// tunnel: the sender reads the route again.
 	headerRouteMiss = "Tether-Route-Miss"
@@ -94,7 +97,7 @@ func (h *Hub) checkPeerProof(proof string, now time.Time) (string, error) {
 func (h *Hub) fromPeer(w http.ResponseWriter, r *http.Request) (peer string, hops int, ok bool) {
 	proof := r.Header.Get(headerPeer)
 	if proof == "" || h.peerKey == nil {
-		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops} {
+		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops, headerPeerRequestID} {
 			r.Header.Del(k)
 		}
 		return "", 0, true
@@ -145,6 +148,7 @@ func (h *Hub) newPeerProxy(tlsConfig *tls.Config) *httputil.ReverseProxy {
 			pr.Out.Header.Set(headerPeer, h.peerProof(h.cfg.Now()))
 			pr.Out.Header.Set(headerPeerClient, f.client)
 			pr.Out.Header.Set(headerPeerHops, strconv.Itoa(f.hops+1))
+			pr.Out.Header.Set(headerPeerRequestID, recordOf(pr.In).event.RequestID)
 		},
 		Transport:      transport,
 		FlushInterval:  -1,
@@ -178,6 +182,8 @@ func (h *Hub) forwardToPeer(w http.ResponseWriter, r *http.Request, cluster stri
 		apistatus.WriteRetry(w, http.StatusServiceUnavailable, fmt.Sprintf("the hub replica holding cluster %s's tunnel cannot be reached; retry", cluster), time.Second)
 		return
 	}
+	rec := recordOf(r)
+	rec.forwarded, rec.elsewhere = false, true // the holder records it
 	ctx := context.WithValue(r.Context(), peerTargetKey{}, u)
 	ctx = context.WithValue(ctx, peerForwardKey{}, peerForward{cluster: cluster, peer: t.peer, client: via.client, hops: via.hops, attempt: via.attempt})
 	h.peerProxy.ServeHTTP(w, r.WithContext(ctx))
@@ -216,6 +222,7 @@ func (h *Hub) peerError(w http.ResponseWriter, out *http.Request, err error) {
 		return // the client went away
 	}
 	f, _ := out.Context().Value(peerForwardKey{}).(peerForward)
+	recordOf(out).elsewhere = false // the holder never answered: this replica records it
 	var op *net.OpError
 	unreachable := errors.As(err, &op) && op.Op == "dial"
 	if unreachable {
@@ -223,7 +230,7 @@ func (h *Hub) peerError(w http.ResponseWriter, out *http.Request, err error) {
 	}
 	if (unreachable || errors.Is(err, errRouteMiss)) && f.attempt == 0 && replayable(out) {
 		h.logger.Info("forward to replica missed; routing again", "replica", f.peer, "cluster", f.cluster, "err", err)
-		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops} {
+		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops, headerPeerRequestID} {
 			out.Header.Del(k)
 		}
 		h.serveCluster(w, out, f.cluster, via{client: f.client, hops: f.hops, attempt: f.attempt + 1})

@@ -53,6 +53,13 @@ type replica struct {
 
 func newReplicaSet(t testing.TB, names ...string) *replicaSet {
 	t.Helper()
+	return newReplicaSetWith(t, func(*Config) {}, names...)
+}
+
+// newReplicaSetWith is newReplicaSet with each replica's Config changed by
+// edit.
+func newReplicaSetWith(t testing.TB, edit func(*Config), names ...string) *replicaSet {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +83,11 @@ func newReplicaSet(t testing.TB, names ...string) *replicaSet {
 			t.Fatal(err)
 		}
 		u := "https://" + l.Addr().String()
-		h, err := New(Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key,
+		cfg := Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key,
 			Replica: name, PeerURL: u, PeerTLS: clientTLS, ReplicaLease: 600 * time.Millisecond, RouteWait: 2 * time.Second,
-			DrainDelay: 100 * time.Millisecond, DrainGrace: 2 * time.Second}, slog.New(slog.DiscardHandler))
+			DrainDelay: 100 * time.Millisecond, DrainGrace: 2 * time.Second}
+		edit(&cfg)
+		h, err := New(cfg, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -55,6 +55,11 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		var ok bool
 		if a, ok = h.decisions.get(key, h.cfg.Now()); ok {
 			h.logger.Warn("store unavailable: a signed-in caller is allowed on a recent decision", "cluster", clusterID, "principal", a.Subject)
+			rec := recordOf(r)
+			if rec.event.PrincipalID == "" {
+				rec.setPrincipal(a.Subject, "", "")
+			}
+			rec.event.AuthMode, rec.event.Reason = string(a.Mode), "a decision of the last minutes (the store is unavailable)"
 		}
 		return ok
 	}
@@ -67,6 +72,8 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		return a, true
 	}
 	principal := accessPrincipal(p)
+	rec := recordOf(r)
+	rec.setPrincipal(p.ID, string(principal.Type), p.Name)
 	cluster, err := h.cfg.Store.GetCluster(r.Context(), clusterID)
 	if err != nil {
 		if stale(err) {
@@ -83,11 +90,13 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		h.internalError(w, "read role assignments", err)
 		return a, true
 	}
-	if d := access.Connect(principal, clusterID, assignments); !d.Allowed {
+	d := access.Connect(principal, clusterID, assignments)
+	if !d.Allowed {
 		h.logger.Info("connect denied", "cluster", clusterID, "principal", p.ID)
 		apistatus.Write(w, http.StatusForbidden, d.Message)
 		return a, true
 	}
+	rec.event.AuthMode, rec.event.Reason = string(cluster.Mode), d.Grant
 	a = identity.Assertion{Cluster: clusterID, Mode: identity.ModeImpersonate, Subject: p.ID}
 	switch cluster.Mode {
 	case store.ModeHubRBAC:

@@ -3,6 +3,8 @@ package issuer
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +19,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
 )
 
@@ -156,10 +159,44 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 			boundedQuote(gt), grantClientCredentials, grantDeviceCode, grantAuthorizationCode, grantRefreshToken)
 	}
 	if oerr != nil {
+		i.auditToken(r, form, nil, oerr)
 		i.writeOAuthError(w, r, oerr)
 		return
 	}
+	i.auditToken(r, form, &resp, nil)
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// auditToken records a token endpoint's answer: to whom a token was
+// issued (read from the access token just made), or why not.
+func (i *Issuer) auditToken(r *http.Request, form url.Values, resp *tokenResponse, oerr *oauthError) {
+	if i.cfg.Audit == nil {
+		return
+	}
+	e := audit.Event{Time: i.cfg.Now(), Type: audit.TypeSignIn, Verb: form.Get("grant_type"), SourceAddr: r.RemoteAddr,
+		Resource: "token", Decision: audit.DecisionAllow, Status: http.StatusOK}
+	if c, err := clientOf(r, form); err == nil && c.id != i.cfg.CLIClientID {
+		e.Name = c.id // a service principal's client (application) ID; never the secret
+	}
+	if oerr != nil {
+		e.Status, e.Reason, e.Decision = oerr.status, oerr.Code+": "+oerr.Description, audit.DecisionDeny
+		if e.Status == 0 {
+			e.Status = http.StatusBadRequest
+		}
+		if e.Status >= 500 {
+			e.Decision = audit.DecisionError
+		}
+		i.cfg.Audit(e)
+		return
+	}
+	if parts := strings.Split(resp.AccessToken, "."); len(parts) == 3 {
+		var c struct{ OID, Name, IDTyp string }
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(b, &c) == nil {
+			e.PrincipalID, e.PrincipalName, e.PrincipalType = c.OID, c.Name, c.IDTyp
+		}
+	}
+	e.Reason = "a token issued"
+	i.cfg.Audit(e)
 }
 
 // client is how a client identified itself: client_id and client_secret

@@ -17,6 +17,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
 )
 
@@ -88,6 +89,10 @@ type Config struct {
 	// advertised rounded up to whole seconds. Zero means
 	// DefaultDevicePollInterval.
 	DevicePollInterval time.Duration
+	// Audit, when set, receives an audit event for every answer of the
+	// token endpoint: a sign-in completed (who, by which grant) or refused
+	// (why). Events hold no codes, secrets or tokens.
+	Audit func(audit.Event)
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }

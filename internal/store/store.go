@@ -23,6 +23,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"time"
+
+	"tether.dev/tether/internal/audit"
 )
 
 // Errors that callers match with errors.Is. Methods wrap them with context.
@@ -273,10 +275,49 @@ type Store interface {
 	// many it deleted.
 	PurgeEphemeral(ctx context.Context, now time.Time) (int, error)
 
+	// Audit events (package audit): one chain per hub, shared by its
+	// replicas.
+
+	// AppendAudit appends events to the chain, in order, atomically: each
+	// gets the next Seq, the previous event's Hash as PrevHash (all zero
+	// before the first event) and Hash = ComputeHash(PrevHash); whatever
+	// those fields held is ignored. Concurrent appends, from any number of
+	// replicas, form one unbroken chain. Each event is validated (see
+	// ValidateAuditEvent); if one is invalid nothing is appended. It returns
+	// the events as stored.
+	AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error)
+	// ListAudit returns the events that match f, in Seq order, at most
+	// f.Limit of them.
+	ListAudit(ctx context.Context, f AuditFilter) ([]audit.Event, error)
+
 	// Close releases the store's resources. It is idempotent; other methods
 	// fail after it.
 	Close() error
 }
+
+// AuditFilter selects audit events for ListAudit. The zero value selects
+// every event, up to DefaultAuditLimit.
+type AuditFilter struct {
+	// AfterSeq selects events after that one (for paging, and verifying the
+	// chain in parts).
+	AfterSeq int64
+	// Since and Until select events with Since <= Time < Until; the zero
+	// time leaves that side open.
+	Since, Until time.Time
+	// Each of these, when set, selects events whose field equals it; text
+	// no event could hold (control characters, not UTF-8, too long) is
+	// ErrInvalid.
+	Cluster, PrincipalID, Verb, Decision, Type string
+	// Limit is the most events returned: 0 means DefaultAuditLimit, and it
+	// may not exceed MaxAuditLimit.
+	Limit int
+}
+
+// Limits of ListAudit.
+const (
+	DefaultAuditLimit = 1000
+	MaxAuditLimit     = 10000
+)
 
 // Watcher is implemented by stores that tell their users of changes made
 // by others, so that several hub replicas keep their routes in memory

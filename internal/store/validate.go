@@ -3,8 +3,11 @@ package store
 import (
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"tether.dev/tether/internal/audit"
 )
 
 // Limits on the values the store accepts.
@@ -322,6 +325,42 @@ func (e Ephemeral) Validate() error {
 	}
 	if e.ExpiresAt.IsZero() {
 		return invalid("invalid ephemeral record %s/%s: no expiry", e.Kind, e.Key)
+	}
+	return nil
+}
+
+// MaxAuditFieldLen is the longest text field of an audit event.
+const MaxAuditFieldLen = 1024
+
+// ValidateAuditEvent checks an event for AppendAudit: a time that its hash
+// covers (audit.HashableTime, once truncated to the microsecond), a type
+// and a decision, every text field at most MaxAuditFieldLen bytes of UTF-8
+// without control characters, and no negative counts. The error matches
+// ErrInvalid.
+func ValidateAuditEvent(e audit.Event) error {
+	if e.Time.IsZero() {
+		return invalid("invalid audit event: no time")
+	}
+	// The time as AppendAudit stores and hashes it.
+	if !audit.HashableTime(e.Time.Truncate(time.Microsecond)) {
+		return invalid("invalid audit event: time %s is outside 1677-09-21 to 2262-04-11", e.Time.UTC().Format(time.RFC3339))
+	}
+	if e.Type == "" || e.Decision == "" {
+		return invalid("invalid audit event: type and decision are required")
+	}
+	for _, f := range []struct{ what, v string }{
+		{"type", e.Type}, {"request ID", e.RequestID}, {"replica", e.Replica}, {"principal ID", e.PrincipalID},
+		{"principal type", e.PrincipalType}, {"principal name", e.PrincipalName}, {"source address", e.SourceAddr},
+		{"cluster", e.Cluster}, {"authorization mode", e.AuthMode}, {"decision", e.Decision}, {"reason", e.Reason},
+		{"verb", e.Verb}, {"API group", e.APIGroup}, {"resource", e.Resource}, {"subresource", e.Subresource},
+		{"namespace", e.Namespace}, {"name", e.Name}, {"path", e.Path},
+	} {
+		if err := checkText("audit event "+f.what, f.v, MaxAuditFieldLen); err != nil {
+			return err
+		}
+	}
+	if e.Status < 0 || e.BytesIn < 0 || e.BytesOut < 0 || e.Duration < 0 {
+		return invalid("invalid audit event: negative status, byte count or duration")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"sync"
 	"testing"
@@ -12,12 +13,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/store/postgres"
 )
 
 // migrations are the embedded migrations, as appliedMigrations lists them.
-var migrations = []string{"1 0001_init.sql"}
+var migrations = []string{"1 0001_init.sql", "2 0002_audit.sql"}
 
 // connect opens a plain connection to dsn, closed when the test ends.
 func connect(t *testing.T, dsn string) *pgx.Conn {
@@ -104,7 +106,7 @@ func TestOpenRefusesForeignSchema(t *testing.T) {
 		{
 			name:    "newer version",
 			tamper:  `INSERT INTO schema_migrations (version, name) VALUES (99, '0099_future.sql')`,
-			wantErr: "database schema version 99 is newer than this binary's 1",
+			wantErr: "database schema version 99 is newer than this binary's 2",
 		},
 		{
 			name:    "version under another name",
@@ -182,6 +184,48 @@ func TestMigrateInOrderEachInATransaction(t *testing.T) {
 	}
 	if b != nil {
 		t.Errorf("table b of the failed migration exists")
+	}
+}
+
+// TestMigrateFrom0001 upgrades a database that a binary with only the first
+// migration created and filled: the audit trail's table is added, and the
+// data kept.
+func TestMigrateFrom0001(t *testing.T) {
+	ctx := t.Context()
+	init, err := fs.ReadFile(postgres.EmbeddedMigrations, "migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := server.NewDatabase(t)
+	old, err := postgres.OpenWithMigrations(ctx, dsn, fstest.MapFS{"0001_init.sql": {Data: init}})
+	if err != nil {
+		t.Fatalf("open with 0001 only: %v", err)
+	}
+	t0 := time.Date(2025, time.March, 1, 12, 0, 0, 0, time.UTC)
+	want, err := old.CreateCluster(ctx, store.Cluster{Group: "prod", Name: "web", CreatedAt: t0})
+	if err != nil {
+		t.Fatalf("CreateCluster: %v", err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s := openStore(t, dsn)
+	if diff := cmp.Diff(migrations, appliedMigrations(t, connect(t, dsn))); diff != "" {
+		t.Errorf("applied migrations (-want +got):\n%s", diff)
+	}
+	got, err := s.GetCluster(ctx, want.ID)
+	if err != nil {
+		t.Fatalf("GetCluster after upgrade: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cluster after upgrade (-want +got):\n%s", diff)
+	}
+	if _, err := s.AppendAudit(ctx, []audit.Event{{Time: t0, Type: audit.TypeRequest, Decision: audit.DecisionAllow, Cluster: want.ID}}); err != nil {
+		t.Fatalf("AppendAudit after upgrade: %v", err)
+	}
+	if events, err := s.ListAudit(ctx, store.AuditFilter{Cluster: want.ID}); err != nil || audit.Verify(events, nil) != nil || len(events) != 1 {
+		t.Errorf("ListAudit after upgrade = %d events, %v; want 1 that verifies", len(events), err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/store/postgres"
 	"tether.dev/tether/test/pgserver"
@@ -53,6 +54,14 @@ func TestOutage(t *testing.T) {
 		}},
 		{"transaction", func(ctx context.Context) error {
 			_, err := b.RedeemJoinToken(ctx, store.TokenHash{1}, t0, []byte("key"))
+			return err
+		}},
+		{"audit append, a transaction with a batch", func(ctx context.Context) error {
+			_, err := a.AppendAudit(ctx, []audit.Event{{Time: t0, Type: audit.TypeRequest, Decision: audit.DecisionAllow}})
+			return err
+		}},
+		{"audit list", func(ctx context.Context) error {
+			_, err := b.ListAudit(ctx, store.AuditFilter{Cluster: web})
 			return err
 		}},
 		{"again, on a fresh connection", func(ctx context.Context) error {

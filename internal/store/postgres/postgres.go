@@ -10,8 +10,9 @@
 // starting together migrate once. Every method runs at READ COMMITTED; the
 // guarantees that the Store interface documents under concurrency come from
 // conditional statements (INSERT ... ON CONFLICT, UPDATE ... WHERE) that
-// the server serializes on the row, and, for AddMember's cycle check, from
-// a transaction-level advisory lock that serializes membership additions.
+// the server serializes on the row, and, for AddMember's cycle check and
+// AppendAudit's chain, from transaction-level advisory locks that
+// serialize membership additions and audit appends.
 //
 // Store implements store.Watcher across processes: a trigger on clusters
 // sends NOTIFY tether_clusters with the cluster's ID when its tunnel holder

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/store/migration"
 )
@@ -350,7 +351,7 @@ func TestMigrateFrom0001(t *testing.T) {
 	for _, m := range applied {
 		names = append(names, m.Name)
 	}
-	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql", "0003_agent_status.sql", "0004_replicas_ephemeral.sql"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"0001_init.sql", "0002_directory.sql", "0003_agent_status.sql", "0004_replicas_ephemeral.sql", "0005_audit.sql"}, names); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(before, applied[:1]); diff != "" {
@@ -402,6 +403,14 @@ func TestMigrateFrom0001(t *testing.T) {
 	}
 	if err := s.PutEphemeral(ctx, store.Ephemeral{Kind: "device-code", Key: "k", Value: []byte("v"), ExpiresAt: t0.Add(time.Minute)}, t0); err != nil {
 		t.Errorf("PutEphemeral after upgrade: %v", err)
+	}
+
+	// The table of 0005 works.
+	if _, err := s.AppendAudit(ctx, []audit.Event{{Time: t0, Type: audit.TypeRequest, Decision: audit.DecisionAllow, Cluster: web.ID}}); err != nil {
+		t.Errorf("AppendAudit after upgrade: %v", err)
+	}
+	if events, err := s.ListAudit(ctx, store.AuditFilter{Cluster: web.ID}); err != nil || audit.Verify(events, nil) != nil || len(events) != 1 {
+		t.Errorf("ListAudit after upgrade = %d events, %v; want 1 that verifies", len(events), err)
 	}
 
 	// The upgraded schema is a new database's.

@@ -97,6 +97,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PurgeEphemeral", testPurgeEphemeral},
 		{"EphemeralNoAlias", testEphemeralNoAlias},
 
+		{"AppendAudit", testAppendAudit},
+		{"AuditFields", testAuditFields},
+		{"AppendAuditInvalid", testAppendAuditInvalid},
+		{"AppendAuditConcurrent", testAppendAuditConcurrent},
+		{"ListAudit", testListAudit},
+		{"ListAuditLimit", testListAuditLimit},
+		{"ListAuditInvalid", testListAuditInvalid},
+		{"AuditNoAlias", testAuditNoAlias},
+
 		{"WatchClusters", testWatchClusters},
 		{"WatchClustersTwice", testWatchClustersTwice},
 		{"WatchClustersCancelled", testWatchClustersCancelled},
