@@ -422,6 +422,31 @@ current-context: x
 			}
 		}
 	})
+
+	t.Run("the audit trail written by every replica through all of it is one intact chain", func(t *testing.T) {
+		out, err := e.TetherCmd(ctx, "audit", "verify", "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("tether audit verify: %v\n%s", testenv.ExitDetail(err), out)
+		}
+		var v struct {
+			Events int
+			Intact bool
+		}
+		if err := json.Unmarshal(out, &v); err != nil || !v.Intact || v.Events < 1000 {
+			t.Errorf("audit verify: %s (%v); want an intact chain of the thousand-odd requests above", out, err)
+		}
+		replicas := map[string]bool{}
+		evs, err := st.ListAudit(ctx, store.AuditFilter{Limit: store.MaxAuditLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			replicas[ev.Replica] = true
+		}
+		if len(replicas) < 3 {
+			t.Errorf("events from %d replicas (%v), want every replica's", len(replicas), replicas)
+		}
+	})
 }
 
 func hasReplica(rs []store.Replica, name string) bool {
