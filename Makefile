@@ -8,7 +8,7 @@ RIG_MODULES := hack/rig/kube hack/rig/etcd hack/rig/node
 CHART_MODULE := deploy/helm/chartest
 GO_TEST_FLAGS ?= -race -count=1 -timeout=45m
 
-.PHONY: build test demo lint deps rig
+.PHONY: build test demo lint deps rig fuzz
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/tether ./cmd/tether
@@ -33,3 +33,53 @@ lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	@for m in $(RIG_MODULES) $(CHART_MODULE); do (cd $$m && go vet ./...) || exit 1; done
+
+# Every native fuzz target, fuzzed for FUZZTIME each, one after another
+# (make fuzz FUZZTIME=10m). Their seed corpora (f.Add and testdata/fuzz) run
+# with every go test; what fuzzing finds is written to testdata/fuzz.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./internal/tunnel:FuzzFrameWatcher \
+	./internal/tunnel:FuzzHandshakeMessage \
+	./internal/tunnel:FuzzSessionInput \
+	./internal/tunnel:FuzzDialResponse \
+	./internal/tunnel:FuzzAcceptRequest \
+	./internal/hub:FuzzGatewayPath \
+	./internal/hub:FuzzPeerProof \
+	./internal/store:FuzzValidateName \
+	./internal/store:FuzzParseClusterID \
+	./internal/access:FuzzParseScope \
+	./internal/access:FuzzLookupRole \
+	./internal/access:FuzzValidateObjectID \
+	./internal/access:FuzzDecisions \
+	./internal/access:FuzzParseRequest \
+	./internal/access:FuzzParseRequestLikeAPIServer \
+	./internal/identity:FuzzPeek \
+	./internal/identity:FuzzTrusts \
+	./internal/identity:FuzzVerify \
+	./internal/identity:FuzzClaims \
+	./internal/identity:FuzzGroupSource \
+	./internal/identity:FuzzAssertionVerify \
+	./internal/agentkey:FuzzParse \
+	./internal/authheader:FuzzBearer \
+	./internal/authheader:FuzzStripImpersonation \
+	./internal/localproxy:FuzzProxyGate \
+	./internal/kubeconfig:FuzzMerge \
+	./internal/credentials:FuzzExecCredential \
+	./internal/credentials:FuzzCacheEntry \
+	./internal/credentials:FuzzParseDiscovery \
+	./internal/credentials:FuzzJWTClaim \
+	./internal/issuer:FuzzNormalizeUserCode \
+	./internal/issuer:FuzzParseLoopbackRedirect \
+	./internal/issuer:FuzzRefreshToken \
+	./internal/audit:FuzzComputeHash \
+	./internal/audit:FuzzVerify \
+	./internal/cli:FuzzOutputQuery
+
+fuzz:
+	@failed=; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg), $(FUZZTIME)"; \
+		go test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || failed="$$failed $$name"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz targets that failed:$$failed"; exit 1; fi

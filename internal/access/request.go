@@ -58,8 +58,8 @@ func ParseRequest(method, path string, query url.Values) Request {
 	if len(parts) == 0 {
 		return nonResource // discovery: /api/v1, /apis/GROUP/VERSION
 	}
-	if parts[0] == "watch" {
-		r.Verb, parts = "watch", parts[1:]
+	if parts[0] == "watch" || parts[0] == "proxy" { // the API server's verbs by path prefix
+		r.Verb, parts = parts[0], parts[1:]
 	}
 	if len(parts) > 0 && parts[0] == "namespaces" && len(parts) > 1 {
 		r.Namespace = parts[1]
@@ -68,18 +68,20 @@ func ParseRequest(method, path string, query url.Values) Request {
 		}
 	}
 	switch {
-	case len(parts) >= 3:
+	case len(parts) >= 3 && r.Verb != "proxy": // after /proxy/, the rest is the target's path
 		r.Subresource = parts[2]
 		fallthrough
-	case len(parts) == 2:
+	case len(parts) >= 2:
 		r.Name = parts[1]
 		fallthrough
-	case len(parts) == 1:
+	case len(parts) >= 1:
 		r.ResourceName = parts[0]
 	}
 	if r.Name == "" && r.Verb == "get" {
+		// As metav1.ListOptions reads watch: only no value, "0" or "false"
+		// (in any case) is false; "?watch" and "?watch=yes" watch.
 		r.Verb = "list"
-		if w := query.Get("watch"); w == "true" || w == "1" {
+		if w := query["watch"]; len(w) > 0 && w[0] != "0" && !strings.EqualFold(w[0], "false") {
 			r.Verb = "watch"
 		}
 	}

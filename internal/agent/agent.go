@@ -8,10 +8,11 @@
 //
 // First run: the agent generates an Ed25519 key, presents the one-time join
 // token with its public key to the hub (enrollment) and stores the key and
-// the hub's answer in its state directory or state Secret. Every later
-// connection, and every status report, is proved with that key (package
-// agentkey). After any failure it reconnects with exponential backoff and
-// full jitter.
+// the hub's answer in its state directory or state Secret, with the keys of
+// the TLS certificates the hub presented (pin.go). Every later connection,
+// and every status report, must show one of those keys, and is proved with
+// the agent's key (package agentkey). After any failure it reconnects with
+// exponential backoff and full jitter.
 //
 // Beside the tunnel, the agent probes the API server, reports its status to
 // the hub (StatusReport) and serves health checks and Prometheus metrics
@@ -22,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -86,7 +88,11 @@ type Config struct {
 	// HubClient carries enrollment, the tunnel and status reports: its
 	// transport holds the hub's CA bundle and the HTTPS_PROXY settings. It
 	// is used for the hub only, never for the API server. Nil means a client
-	// with the system roots and http.ProxyFromEnvironment.
+	// with the system roots and http.ProxyFromEnvironment. After enrollment
+	// the agent uses clones of its transport that also check the hub's
+	// pinned TLS keys; that needs an *http.Transport (or nil, for
+	// http.DefaultTransport): with another RoundTripper the keys are not
+	// pinned, and New logs a warning.
 	HubClient *http.Client
 	// JoinToken is the one-time token from cluster registration; needed only
 	// until enrollment succeeds, and ignored (with a log line) after.
@@ -186,6 +192,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if !pinnable(cfg.HubClient) {
+		logger.Warn("the hub client's transport is not an *http.Transport: the hub's TLS keys will not be pinned", "transport", fmt.Sprintf("%T", cfg.HubClient.Transport))
+	}
 	cfg.Tunnel.Logger = logger
 	// HTTPS_PROXY is for the hub only: the API server is reached directly,
 	// whatever the environment says (client-go would honour it otherwise).
@@ -232,6 +241,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	a.kube.closeIdle()
+	if en := a.vitals.get().en; en != nil {
+		en.closeIdle()
+	}
 	return err
 }
 
@@ -284,7 +296,13 @@ func (a *Agent) serve(ctx context.Context) error {
 			continue
 		}
 		wait := bo.next()
-		a.logger.Warn("tunnel down; reconnecting", "cluster", en.cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
+		if isPinError(err) {
+			// Retried: a passing misrouting or interception must not stop
+			// the agent for good, but every attempt is an error worth a look.
+			a.logger.Error("the hub's TLS keys are not those pinned at enrollment; reconnecting", "cluster", en.cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
+		} else {
+			a.logger.Warn("tunnel down; reconnecting", "cluster", en.cluster, "err", err, "retry_in", wait.Round(time.Millisecond).String())
+		}
 		if !sleep(ctx, wait) {
 			return nil
 		}
@@ -318,11 +336,18 @@ func (a *Agent) connect(ctx context.Context, en *enrollment, handler http.Handle
 		a.probe(ctx) // not probed yet, or the API server did not answer: try now
 	}
 	header.Set(HeaderKubernetesVersion, a.vitals.get().version)
-	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{URL: en.endpoint("wss", TunnelPath), Header: header, Client: a.cfg.HubClient, Config: a.cfg.Tunnel})
+	client, chain, release := en.tunnelClient()
+	sess, err := tunnel.Dial(ctx, tunnel.DialConfig{URL: en.endpoint("wss", TunnelPath), Header: header, Client: client, Config: a.cfg.Tunnel})
+	release()
 	if err != nil {
 		reason := dialNetwork
 		var he *tunnel.HandshakeError
-		if errors.As(err, &he) {
+		var pe *pinError
+		switch {
+		case errors.As(err, &pe):
+			reason = dialPinMismatch
+			err = pe // the whole story; the layers above add only noise
+		case errors.As(err, &he):
 			reason = dialHTTP
 			if permanent(he.StatusCode) {
 				reason = dialRefused
@@ -365,6 +390,7 @@ func (a *Agent) connect(ctx context.Context, en *enrollment, handler http.Handle
 		srv.Close()
 		sess.Close() // also ends hijacked (upgraded) streams, which srv.Close leaves open
 	}
+	a.learnPins(ctx, en, chain())
 	down := func(reason string, err error) error {
 		a.metrics.tunnelConnected.Set(0)
 		a.metrics.disconnects.WithLabelValues(reason).Inc()
@@ -403,24 +429,27 @@ func (a *Agent) connect(ctx context.Context, en *enrollment, handler http.Handle
 	}
 }
 
-func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollResponse, error) {
+// enroll presents the join token and pub to the hub. It returns the hub's
+// answer and the pins of the certificates the hub presented on that
+// connection.
+func (a *Agent) enroll(ctx context.Context, pub ed25519.PublicKey) (EnrollResponse, []string, error) {
 	body, _ := json.Marshal(EnrollRequest{PublicKey: base64.StdEncoding.EncodeToString(pub), AgentVersion: a.cfg.Version})
 	u := *a.cfg.Hub
 	u.Path = strings.TrimSuffix(u.Path, "/") + EnrollPath
-	data, err := a.post(ctx, u.String(), "Bearer "+a.cfg.JoinToken, body)
+	data, peer, err := a.post(ctx, a.cfg.HubClient, u.String(), "Bearer "+a.cfg.JoinToken, body)
 	if err != nil {
 		err = fmt.Errorf("enroll at %s: %w", a.cfg.Hub.Host, err)
 		var he *hubError
 		if errors.As(err, &he) && permanent(he.code) {
-			return EnrollResponse{}, fmt.Errorf("%w: %w", ErrRefused, err)
+			return EnrollResponse{}, nil, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
-		return EnrollResponse{}, err
+		return EnrollResponse{}, nil, err
 	}
 	var out EnrollResponse
 	if err := json.Unmarshal(data, &out); err != nil || out.Cluster == "" || out.HubID == "" || len(out.HubKeys) == 0 {
-		return EnrollResponse{}, fmt.Errorf("enroll at %s: unexpected answer %q", a.cfg.Hub.Host, data)
+		return EnrollResponse{}, nil, fmt.Errorf("enroll at %s: unexpected answer %q", a.cfg.Hub.Host, data)
 	}
-	return out, nil
+	return out, chainPins(peer), nil
 }
 
 // hubError is the hub's answer other than 2xx.
@@ -432,25 +461,30 @@ type hubError struct {
 
 func (e *hubError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.code, e.message) }
 
-// post sends a JSON body to the hub with the given Authorization, within 30
-// s, and returns the body of a 2xx answer, or a *hubError.
-func (a *Agent) post(ctx context.Context, u, authorization string, body []byte) ([]byte, error) {
+// post sends a JSON body to the hub through client with the given
+// Authorization, within 30 s, and returns the body of a 2xx answer, or a
+// *hubError, with the certificates the server presented.
+func (a *Agent) post(ctx context.Context, client *http.Client, u, authorization string, body []byte) ([]byte, []*x509.Certificate, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Authorization", authorization)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.cfg.HubClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var peer []*x509.Certificate
+	if resp.TLS != nil {
+		peer = resp.TLS.PeerCertificates
 	}
 	if resp.StatusCode/100 != 2 {
 		var st struct{ Message string }
@@ -458,9 +492,9 @@ func (a *Agent) post(ctx context.Context, u, authorization string, body []byte) 
 		if json.Unmarshal(data, &st) == nil && st.Message != "" {
 			msg = st.Message
 		}
-		return nil, &hubError{code: resp.StatusCode, message: msg}
+		return nil, peer, &hubError{code: resp.StatusCode, message: msg}
 	}
-	return data, nil
+	return data, peer, nil
 }
 
 // permanent reports whether an HTTP status from the hub means retrying

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -117,10 +118,27 @@ func (p *apiProxy) rewrite(pr *httputil.ProxyRequest) {
 	// Hop-by-hop headers (including any named in Connection) are already
 	// gone; what follows cannot be undone by a client's Connection header.
 	authheader.StripImpersonation(pr.Out.Header)
+	for name := range pr.Out.Header {
+		// X-Remote-*: the front-proxy identity headers of the API server's
+		// request-header authentication, never a client's to send.
+		if strings.HasPrefix(http.CanonicalHeaderKey(name), "X-Remote-") {
+			delete(pr.Out.Header, name)
+		}
+	}
+	// The API server records these as the request's source in its audit
+	// log (X-Real-Ip too): a client must not choose what it says.
 	pr.Out.Header.Del("X-Forwarded-For")
 	pr.Out.Header.Del("X-Forwarded-Host")
 	pr.Out.Header.Del("X-Forwarded-Proto")
+	pr.Out.Header.Del("X-Real-Ip")
 	a, _ := pr.In.Context().Value(assertionKey{}).(identity.Assertion)
+	if a.Mode == identity.ModeToken {
+		// Exactly the token forCluster checked, in the one form the API
+		// server reads: "Bearer  TOKEN" (two spaces) would otherwise reach
+		// it as no token at all, an anonymous request.
+		token, _ := authheader.Bearer(pr.In.Header.Get("Authorization"))
+		pr.Out.Header.Set("Authorization", "Bearer "+token)
+	}
 	if a.Mode == identity.ModeImpersonate {
 		pr.Out.Header.Del("Authorization") // the transport adds the agent's own
 		pr.Out.Header.Set("Impersonate-User", a.Subject)

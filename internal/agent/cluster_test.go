@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -160,6 +162,44 @@ func TestAgentInCluster(t *testing.T) {
 		// Both tunnels' proofs verified with the hub's one key (testHub.verify).
 		if got := storedKey(t); !got.Equal(hubKey()) {
 			t.Errorf("the Secret's key is not the one the hub enrolled")
+		}
+	})
+
+	t.Run("a state stored before TLS pinning gets the hub's pins at the first tunnel", func(t *testing.T) {
+		want := []string{pinOf(t, hub.srv.Certificate().PublicKey)}
+		secretPins := func() ([]string, EnrollResponse, string) {
+			sec, err := secrets.Get(ctx, ref.Name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f hubFile
+			if err := json.Unmarshal(sec.Data[StateHubFile], &f); err != nil {
+				t.Fatal(err)
+			}
+			return f.TLSPins, f.EnrollResponse, sec.ResourceVersion
+		}
+		pins, enrolled, _ := secretPins()
+		if diff := cmp.Diff(want, pins); diff != "" {
+			t.Errorf("pins stored at enrollment (-want +got):\n%s", diff)
+		}
+		// hub.json as an agent before pinning wrote it.
+		old, _ := json.Marshal(enrolled)
+		if err := patchSecret(ctx, secrets, ref.Name, fmt.Sprintf(`{"data":{%q:%q}}`, StateHubFile, base64.StdEncoding.EncodeToString(old))); err != nil {
+			t.Fatal(err)
+		}
+		if pins, _, _ := secretPins(); pins != nil {
+			t.Fatalf("pins left after the rewrite: %q", pins)
+		}
+		_, stop := runAgent(t, config(c.agent, ""), nil)
+		eventually(t, "pins in the Secret", func() (bool, string) {
+			pins, _, rv := secretPins()
+			return cmp.Equal(want, pins), fmt.Sprintf("pins %q at resourceVersion %s", pins, rv)
+		})
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, _ := secretPins(); !cmp.Equal(enrolled, got) {
+			t.Errorf("enrollment after storing the pins: %+v, want %+v", got, enrolled)
 		}
 	})
 

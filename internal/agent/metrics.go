@@ -20,6 +20,8 @@ const (
 	dialNetwork = "network" // DNS, TCP, TLS, the forward proxy, or not a tunnel endpoint
 	dialHTTP    = "http"    // the hub answered with a status worth retrying (429, 5xx: draining)
 	dialRefused = "refused" // the hub refused the agent for good (401, 403, 404, 410)
+	// the server's TLS keys are not the hub's pinned ones (pin.go): retried
+	dialPinMismatch = "pin_mismatch"
 
 	// tether_agent_tunnel_disconnects_total{reason}
 	disconnectClosed   = "closed"   // the connection died or the hub closed it
@@ -62,7 +64,7 @@ func newMetrics(version string) *metrics {
 		connects: f.NewCounter(prometheus.CounterOpts{Name: "tether_agent_tunnel_connects_total",
 			Help: "Tunnels to the hub established."}),
 		connectFailures: f.NewCounterVec(prometheus.CounterOpts{Name: "tether_agent_tunnel_connect_failures_total",
-			Help: "Failed tunnel dials by reason: network, http (a status worth retrying), refused (permanent)."}, []string{"reason"}),
+			Help: "Failed tunnel dials by reason: network, http (a status worth retrying), refused (permanent), pin_mismatch (not the hub's pinned TLS keys)."}, []string{"reason"}),
 		disconnects: f.NewCounterVec(prometheus.CounterOpts{Name: "tether_agent_tunnel_disconnects_total",
 			Help: "Tunnels ended by reason: closed, go_away (hub draining), shutdown."}, []string{"reason"}),
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "tether_agent_requests_total",
@@ -82,7 +84,7 @@ func newMetrics(version string) *metrics {
 			Help: "1 if the last probe of the API server (GET /version) succeeded, else 0."}),
 	}
 	// Every series exists from the start, so rate() and absent() work.
-	for _, r := range []string{dialNetwork, dialHTTP, dialRefused} {
+	for _, r := range []string{dialNetwork, dialHTTP, dialRefused, dialPinMismatch} {
 		m.connectFailures.WithLabelValues(r)
 	}
 	for _, r := range []string{disconnectClosed, disconnectGoAway, disconnectShutdown} {

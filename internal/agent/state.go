@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,7 +31,7 @@ import (
 // or keys of these names in a state Secret.
 const (
 	StateKeyFile = "agent.key" // the agent's Ed25519 key, PEM
-	StateHubFile = "hub.json"  // the hub's EnrollResponse, JSON
+	StateHubFile = "hub.json"  // the hub's EnrollResponse and its TLS pins, JSON (hubFile)
 )
 
 // DefaultStateSecretName names the state Secret when the agent runs in a
@@ -39,6 +42,20 @@ const DefaultStateSecretName = "tether-agent-state"
 type storedState struct {
 	key ed25519.PrivateKey
 	hub EnrollResponse
+	// pins are the hub's TLS pins (pin.go); none in a state stored by an
+	// agent older than pinning.
+	pins []string
+}
+
+// hubFile is hub.json: the hub's EnrollResponse, with the pins beside its
+// fields. An older hub.json, without tlsPins, loads with none; an older
+// agent reading this one ignores them.
+type hubFile struct {
+	EnrollResponse
+	// TLSPins are the SHA-256 of the SubjectPublicKeyInfo, standard
+	// base64, of each certificate the hub presented at enrollment (or, for
+	// an agent enrolled before pinning, at its first tunnel).
+	TLSPins []string `json:"tlsPins,omitempty"`
 }
 
 // stateStore keeps the agent's state. Only Run's goroutine uses it.
@@ -53,6 +70,11 @@ type stateStore interface {
 	// complete state meanwhile, it stores nothing and returns
 	// errStateExists.
 	save(ctx context.Context, st storedState) error
+	// savePins stores st's pins over a complete state, atomically: the
+	// pins an agent enrolled before pinning learned at its first tunnel.
+	// It stores nothing if the stored key is another's (errStateExists),
+	// or if the stored state has pins already (another replica's).
+	savePins(ctx context.Context, st storedState) error
 	// peerWait is how long another agent sharing the store may take to
 	// store an enrollment that spent the join token before ours; zero when
 	// nothing shares it.
@@ -70,15 +92,19 @@ func parseState(keyPEM, hubJSON []byte, where fmt.Stringer) (storedState, error)
 	if err != nil {
 		return storedState{}, fmt.Errorf("%w: agent key in %s: %v; delete it and enroll again with a new join token", ErrRefused, where, err)
 	}
-	var hub EnrollResponse
-	if err := json.Unmarshal(hubJSON, &hub); err != nil {
+	var hub hubFile
+	err = json.Unmarshal(hubJSON, &hub)
+	if err == nil {
+		err = checkPins(hub.TLSPins)
+	}
+	if err != nil {
 		return storedState{}, fmt.Errorf("%w: %s in %s: %v; delete it and enroll again with a new join token", ErrRefused, StateHubFile, where, err)
 	}
-	return storedState{key: key, hub: hub}, nil
+	return storedState{key: key, hub: hub.EnrollResponse, pins: hub.TLSPins}, nil
 }
 
 func (st storedState) encode() (keyPEM, hubJSON []byte) {
-	hubJSON, _ = json.Marshal(st.hub) // plain strings: cannot fail
+	hubJSON, _ = json.Marshal(hubFile{EnrollResponse: st.hub, TLSPins: st.pins}) // plain strings: cannot fail
 	return agentkey.MarshalPrivateKey(st.key), hubJSON
 }
 
@@ -113,6 +139,12 @@ func (d dirState) save(_ context.Context, st storedState) error {
 	if err := atomicfile.Write(filepath.Join(d.dir, StateKeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
+	return atomicfile.Write(filepath.Join(d.dir, StateHubFile), hubJSON, 0o600)
+}
+
+// savePins rewrites hub.json; nothing else writes the directory meanwhile.
+func (d dirState) savePins(_ context.Context, st storedState) error {
+	_, hubJSON := st.encode()
 	return atomicfile.Write(filepath.Join(d.dir, StateHubFile), hubJSON, 0o600)
 }
 
@@ -236,9 +268,43 @@ func (s secretState) write(ctx context.Context, st storedState, dryRun []string)
 	return err == nil, s.wrap("update", err)
 }
 
+// savePins updates hub.json in the Secret at the resourceVersion it read,
+// reading again after a conflict.
+func (s secretState) savePins(ctx context.Context, st storedState) error {
+	for {
+		cur, err := s.get(ctx)
+		if err != nil {
+			return err
+		}
+		if !complete(cur) {
+			return fmt.Errorf("%s holds no complete state any more", s)
+		}
+		stored, err := parseState(cur.Data[StateKeyFile], cur.Data[StateHubFile], s)
+		switch {
+		case err != nil:
+			return err
+		case !stored.key.Equal(st.key):
+			return errStateExists
+		case len(stored.pins) > 0:
+			return nil // another replica recorded them first
+		}
+		_, hubJSON := st.encode()
+		next := cur.DeepCopy()
+		next.Data[StateHubFile] = hubJSON
+		_, err = s.secrets.Secrets(s.ref.Namespace).Update(ctx, next, metav1.UpdateOptions{FieldManager: "tether-agent"})
+		if !apierrors.IsConflict(err) {
+			return s.wrap("update", err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
 func (secretState) peerWait() time.Duration { return secretPeerWait }
 
-// enrollment is an enrolled agent's identity, ready to use.
+// enrollment is an enrolled agent's identity, ready to use. Its fields do
+// not change; pins guards its own.
 type enrollment struct {
 	key      ed25519.PrivateKey
 	cluster  string
@@ -246,6 +312,46 @@ type enrollment struct {
 	// base is where the tunnel and status reports go: the hub's TunnelURL,
 	// or the URL the agent enrolled at.
 	base *url.URL
+	// stored is the state this enrollment was read from or stored as; the
+	// pins learned on first use are stored with it.
+	stored storedState
+	pins   *hubPins
+	// hubClient is Config.HubClient, the model of the clients below.
+	hubClient *http.Client
+	// client carries the status reports (and any request to the hub but
+	// the tunnel), pinned; transport is its own, nil when hubClient's
+	// transport cannot be pinned (client is hubClient then).
+	client    *http.Client
+	transport *http.Transport
+}
+
+// tunnelClient returns the client of one tunnel dial, pinned, with
+// connections of its own so that chain returns the certificates the hub
+// presented to this dial (nil if unknown); release closes its idle
+// connections once the dial is over.
+func (en *enrollment) tunnelClient() (client *http.Client, chain func() []*x509.Certificate, release func()) {
+	var mu sync.Mutex // guards peer
+	var peer []*x509.Certificate
+	client, t := pinnedClient(en.hubClient, en.pins, func(cs tls.ConnectionState) {
+		mu.Lock()
+		defer mu.Unlock()
+		peer = cs.PeerCertificates
+	})
+	if client == nil {
+		return en.hubClient, func() []*x509.Certificate { return nil }, func() {}
+	}
+	return client, func() []*x509.Certificate {
+		mu.Lock()
+		defer mu.Unlock()
+		return peer
+	}, t.CloseIdleConnections
+}
+
+// closeIdle closes the idle connections of the status reports' client.
+func (en *enrollment) closeIdle() {
+	if en.transport != nil {
+		en.transport.CloseIdleConnections()
+	}
 }
 
 // endpoint returns base with path appended and the given scheme.
@@ -286,7 +392,7 @@ func (a *Agent) enrollment(ctx context.Context) (*enrollment, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.enroll(ctx, key.Public().(ed25519.PublicKey))
+	resp, pins, err := a.enroll(ctx, key.Public().(ed25519.PublicKey))
 	var he *hubError
 	if errors.As(err, &he) && he.code == http.StatusGone && a.state.peerWait() > 0 {
 		// Spent: perhaps by a replica sharing this state, about to store it.
@@ -297,7 +403,10 @@ func (a *Agent) enrollment(ctx context.Context) (*enrollment, error) {
 	if err != nil {
 		return nil, err
 	}
-	st = storedState{key: key, hub: resp}
+	if len(pins) == 0 {
+		a.logger.Warn("the hub's TLS certificates are unknown (its client's transport does not say): they will be pinned at the first tunnel", "cluster", resp.Cluster)
+	}
+	st = storedState{key: key, hub: resp, pins: pins}
 	en, err := a.newEnrollment(st)
 	if err != nil {
 		return nil, err
@@ -311,7 +420,7 @@ func (a *Agent) enrollment(ctx context.Context) (*enrollment, error) {
 		err := a.state.save(ctx, st)
 		switch {
 		case err == nil:
-			a.logger.Info("agent enrolled", "cluster", resp.Cluster, "state", a.state.String())
+			a.logger.Info("agent enrolled", "cluster", resp.Cluster, "state", a.state.String(), "pins", strings.Join(pins, ","))
 			return en, nil
 		case errors.Is(err, errStateExists):
 			// Only possible with two join tokens: the hub kept the key it
@@ -368,7 +477,7 @@ func (a *Agent) newEnrollment(st storedState) (*enrollment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	en := &enrollment{key: st.key, cluster: st.hub.Cluster, verifier: v, base: a.cfg.Hub}
+	en := &enrollment{key: st.key, cluster: st.hub.Cluster, verifier: v, base: a.cfg.Hub, stored: st, hubClient: a.cfg.HubClient}
 	if st.hub.TunnelURL != "" {
 		u, err := url.Parse(st.hub.TunnelURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -377,5 +486,41 @@ func (a *Agent) newEnrollment(st storedState) (*enrollment, error) {
 			en.base = u
 		}
 	}
+	// The pins hold for every host of the hub: it serves one certificate.
+	hosts := []string{a.cfg.Hub.Hostname(), en.base.Hostname()}
+	if t, ok := a.cfg.HubClient.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+		hosts = append(hosts, t.TLSClientConfig.ServerName)
+	}
+	en.pins = newHubPins(st.pins, hosts...)
+	en.client, en.transport = pinnedClient(a.cfg.HubClient, en.pins, nil)
+	if en.client == nil {
+		en.client = a.cfg.HubClient
+	}
 	return en, nil
+}
+
+// learnPins is trust on first use, for a state stored before pinning: it
+// pins chain, the certificates the hub presented to the tunnel that just
+// connected, and stores them. A failed write is logged and tried again at
+// the next tunnel; the pins apply meanwhile.
+func (a *Agent) learnPins(ctx context.Context, en *enrollment, chain []*x509.Certificate) {
+	if en.pins.learn(chainPins(chain)) {
+		pins, _ := en.pins.get()
+		a.logger.Info("the state has no TLS pins of the hub (enrolled by an older agent): pinned the keys it presents now",
+			"cluster", en.cluster, "hub", en.base.Host, "pins", strings.Join(pins, ","))
+	}
+	pins, saved := en.pins.get()
+	if saved || len(pins) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st := en.stored
+	st.pins = pins
+	if err := a.state.savePins(ctx, st); err != nil {
+		a.logger.Error("store the hub's TLS pins; trying again at the next tunnel", "cluster", en.cluster, "state", a.state.String(), "err", err)
+		return
+	}
+	en.pins.markSaved()
+	a.logger.Info("stored the hub's TLS pins", "cluster", en.cluster, "state", a.state.String())
 }

@@ -223,12 +223,13 @@ func (a *Agent) report(ctx context.Context, en *enrollment, c *checks, rep Statu
 	body, _ := json.Marshal(rep) // strings and an int: cannot fail
 	proof, err := en.proof()
 	if err == nil {
-		_, err = a.post(ctx, en.endpoint("https", StatusPath), proof, body)
+		_, _, err = a.post(ctx, en.client, en.endpoint("https", StatusPath), proof, body)
 	}
 	if ctx.Err() != nil {
 		return
 	}
 	var he *hubError
+	var pe *pinError
 	switch {
 	case err == nil:
 		a.metrics.statusReports.WithLabelValues(reportOK).Inc()
@@ -243,6 +244,11 @@ func (a *Agent) report(ctx context.Context, en *enrollment, c *checks, rep Statu
 			a.logger.Debug("the hub has no status endpoint yet; reports continue quietly", "hub", en.base.Host, "err", err)
 		}
 		c.sendErr = "unsupported"
+	case errors.As(err, &pe):
+		// Logged every time, as a tunnel dial's is.
+		a.metrics.statusReports.WithLabelValues(reportFailed).Inc()
+		a.logger.Error("status report refused: the hub's TLS keys are not those pinned at enrollment", "cluster", en.cluster, "hub", en.base.Host, "err", pe)
+		c.sendErr = pe.Error()
 	default:
 		a.metrics.statusReports.WithLabelValues(reportFailed).Inc()
 		if msg := err.Error(); msg != c.sendErr {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,9 @@ type testHub struct {
 	srv    *httptest.Server
 	signer *identity.AssertionSigner
 	replay agentkey.Replay
+	// cert, when not nil, is the certificate the hub presents; nil means
+	// httptest's own.
+	cert *servedCert
 
 	mu sync.Mutex // guards the fields below
 	// tokens maps each join token to whether it is spent.
@@ -59,12 +64,23 @@ type hubReport struct {
 }
 
 func newTestHub(t *testing.T, tokens ...string) *testHub {
+	return newTestHubTLS(t, nil, tokens...)
+}
+
+// newTestHubTLS is newTestHub presenting the certificate cert holds at
+// each handshake, or httptest's own if cert is nil.
+func newTestHubTLS(t *testing.T, cert *servedCert, tokens ...string) *testHub {
 	signer, _ := hubKeys(t)
-	h := &testHub{t: t, signer: signer, tokens: map[string]bool{}, changed: make(chan struct{})}
+	h := &testHub{t: t, signer: signer, cert: cert, tokens: map[string]bool{}, changed: make(chan struct{})}
 	for _, tok := range tokens {
 		h.tokens[tok] = false
 	}
-	h.srv = httptest.NewTLSServer(h)
+	h.srv = httptest.NewUnstartedServer(h)
+	if cert != nil {
+		h.srv.TLS = &tls.Config{GetConfigForClient: cert.config}
+		h.srv.Config.ConnContext = cert.connContext
+	}
+	h.srv.StartTLS()
 	t.Cleanup(func() {
 		h.srv.Close()
 		h.closeSessions()
@@ -156,6 +172,9 @@ func (h *testHub) closeSessions() {
 }
 
 func (h *testHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cert != nil {
+		h.cert.request(r)
+	}
 	var code int
 	h.lock(func() {
 		h.hits = append(h.hits, r.Method+" "+r.Host+r.URL.Path)
@@ -355,6 +374,68 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 		}
 		<-time.After(10 * time.Millisecond) // polling with a deadline
 	}
+}
+
+// servedCert is the certificate a test server presents, which a test may
+// change between handshakes. It counts the handshakes made with each
+// certificate and keeps the Authorization of each request they carried.
+type servedCert struct {
+	mu  sync.Mutex // guards the fields below
+	cur *tls.Certificate
+	// byConn is the certificate each connection got, by its TCP connection.
+	byConn     map[net.Conn]*tls.Certificate
+	handshakes map[*tls.Certificate]int
+	proofs     map[*tls.Certificate][]string
+}
+
+func newServedCert(c *tls.Certificate) *servedCert {
+	return &servedCert{cur: c, byConn: map[net.Conn]*tls.Certificate{},
+		handshakes: map[*tls.Certificate]int{}, proofs: map[*tls.Certificate][]string{}}
+}
+
+func (s *servedCert) set(c *tls.Certificate) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = c
+}
+
+// config is the server's GetConfigForClient: it is called at every
+// handshake, with or without SNI (a client dialling an IP sends none).
+func (s *servedCert) config(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handshakes[s.cur]++
+	s.byConn[hello.Conn] = s.cur
+	return &tls.Config{Certificates: []tls.Certificate{*s.cur}, NextProtos: []string{"http/1.1"}}, nil
+}
+
+type tlsConnKey struct{}
+
+// connContext is the server's ConnContext: it keeps the connection for
+// request.
+func (s *servedCert) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, tlsConnKey{}, c)
+}
+
+// request records r's Authorization under the certificate its connection
+// got.
+func (s *servedCert) request(r *http.Request) {
+	c, _ := r.Context().Value(tlsConnKey{}).(*tls.Conn)
+	if c == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cert := s.byConn[c.NetConn()]
+	s.proofs[cert] = append(s.proofs[cert], r.Header.Get("Authorization"))
+}
+
+// seen returns the number of handshakes made with c and the Authorization
+// of each request they carried.
+func (s *servedCert) seen(c *tls.Certificate) (int, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handshakes[c], slices.Clone(s.proofs[c])
 }
 
 // syncBuffer is a log destination safe for concurrent writes.

@@ -156,6 +156,8 @@ type auditRecord struct {
 	// elsewhere: the request went to the replica holding the tunnel, which
 	// records it.
 	elsewhere bool
+	// body is the request's body, counted; nil without one.
+	body *countingBody
 }
 
 type auditKey struct{}
@@ -248,15 +250,21 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// countingBody counts the request body's bytes.
+// countingBody counts the request body's bytes, and notes a body the
+// client broke (bad chunking, cut short), so that the failure is answered
+// as the client's, not the tunnel's.
 type countingBody struct {
 	io.ReadCloser
-	n atomic.Int64
+	n      atomic.Int64
+	broken atomic.Bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		b.broken.Store(true)
+	}
 	return n, err
 }
 
@@ -280,6 +288,7 @@ func (h *Hub) startAudit(w http.ResponseWriter, r *http.Request, id string) (*au
 	body := &countingBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = body
+		rec.body = body
 	}
 	aw := &auditWriter{ResponseWriter: w}
 	aw.onUpgrade = func() {

@@ -85,6 +85,12 @@ func (g *clusterGateway) error(w http.ResponseWriter, r *http.Request, err error
 	if r.Context().Err() != nil {
 		return // the client went away
 	}
+	if b := recordOf(r).body; b != nil && b.broken.Load() {
+		// The client's body could not be read (malformed chunking, cut
+		// short): its fault, not the tunnel's.
+		apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("the request body is malformed or was cut short (%v); send it again whole", err))
+		return
+	}
 	g.logger.Warn("gateway request failed", "cluster", g.cluster, "path", r.URL.Path, "err", err)
 	msg := fmt.Sprintf("the tunnel to cluster %s failed during the request: %v; retry", g.cluster, err)
 	if errors.Is(err, tunnel.ErrGoAway) || errors.Is(err, net.ErrClosed) {

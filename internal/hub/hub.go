@@ -155,7 +155,7 @@ const (
 type Hub struct {
 	cfg      Config
 	logger   *slog.Logger
-	mux      *http.ServeMux
+	mux      http.Handler
 	replay   agentkey.Replay
 	draining atomic.Bool
 	signer   *identity.AssertionSigner
@@ -312,7 +312,16 @@ func (h *Hub) routes() {
 	if h.issuerPath != "" {
 		mux.Handle(h.issuerPath+"/", h.cfg.IssuerHandler)
 	}
-	h.mux = mux
+	h.mux = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			// The hub tunnels nothing by CONNECT, and ServeMux neither
+			// cleans a CONNECT's path nor matches it safely ("CONNECT
+			// /k8s//x" made PathValue panic): refused before routing.
+			apistatus.Write(w, http.StatusMethodNotAllowed, "the hub serves no CONNECT requests; it is not a forward proxy")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // AuthConfig is the answer of GET /api/v1/auth/config.

@@ -222,7 +222,12 @@ func (h *Hub) peerError(w http.ResponseWriter, out *http.Request, err error) {
 		return // the client went away
 	}
 	f, _ := out.Context().Value(peerForwardKey{}).(peerForward)
-	recordOf(out).elsewhere = false // the holder never answered: this replica records it
+	rec := recordOf(out)
+	rec.elsewhere = false // the holder never answered: this replica records it
+	if rec.body != nil && rec.body.broken.Load() {
+		apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("the request body is malformed or was cut short (%v); send it again whole", err))
+		return
+	}
 	var op *net.OpError
 	unreachable := errors.As(err, &op) && op.Op == "dial"
 	if unreachable {

@@ -123,8 +123,7 @@ func (s *streamSet) endAll(message string) int {
 	return len(all)
 }
 
-// isWatch reports whether r is a Kubernetes watch.
-func isWatch(r *http.Request) bool {
-	w := r.URL.Query().Get("watch")
-	return w == "true" || w == "1"
-}
+// isWatch reports whether r is a Kubernetes watch, by the API server's
+// rule (access.ParseRequest, as the audit record read it): ?watch with any
+// value but "0" or "false", or the old /watch/ path.
+func isWatch(r *http.Request) bool { return recordOf(r).event.Verb == "watch" }

@@ -290,15 +290,24 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 // Trusts judges nothing but the iss claim: a token naming a trusted issuer
 // with alg none, an HMAC alg or a hub assertion's type is still that
 // issuer's (forged) token, for Verify to refuse.
+//
+// The iss is read the way any JOSE library might read the token, not only
+// as the strict compact form Verify accepts: go-jose (and so go-oidc and
+// the API server's OIDC authenticator) also takes the JSON serialization
+// and ignores white space anywhere. A trusted issuer's token so disguised
+// must still be the hub's to refuse, not pass through to a cluster whose
+// API server may trust the same issuer.
 func (v *Verifier) Trusts(token string) bool {
 	if len(token) > MaxTokenSize {
 		return false
 	}
-	jws, err := splitCompact(token)
-	if err != nil {
-		return false
+	var payload []byte
+	if jws, err := splitCompact(token); err == nil {
+		payload = jws.payload
+	} else if jws, err := jose.ParseSigned(token, joseAlgorithms); err == nil {
+		payload = jws.UnsafePayloadWithoutVerification()
 	}
-	claims, err := decodeClaimSet(jws.payload)
+	claims, err := decodeClaimSet(payload)
 	if err != nil {
 		return false
 	}
@@ -308,6 +317,13 @@ func (v *Verifier) Trusts(token string) bool {
 	}
 	_, ok = v.issuers[iss]
 	return ok
+}
+
+// joseAlgorithms is every signature algorithm go-jose parses: Trusts reads
+// a token as it would, whatever its alg.
+var joseAlgorithms = []jose.SignatureAlgorithm{
+	jose.EdDSA, jose.HS256, jose.HS384, jose.HS512, jose.RS256, jose.RS384, jose.RS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512,
 }
 
 // peek reads, without verifying anything, what chooses the issuer and its

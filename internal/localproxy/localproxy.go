@@ -8,7 +8,8 @@
 // The real credential (a service-account token or the user's hub token) never
 // lands in the kubeconfig: the kubeconfig holds only a random token valid for
 // this run and the proxy's own self-signed certificate. The proxy accepts only
-// loopback peers and loopback Host names, which defeats DNS rebinding from a
+// loopback peers, loopback Host names and, from browsers, pages of loopback
+// origins, which defeats DNS rebinding and cross-site requests from a
 // browser.
 package localproxy
 
@@ -172,6 +173,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("host %q is not a loopback name; use the server address from the kubeconfig tether proxy wrote", r.Host))
 		return
 	}
+	if origin := r.Header.Get("Origin"); origin != "" && !loopbackOrigin(origin) {
+		// A browser sends Origin; kubectl and client-go never do. A page of
+		// another site gets nothing here, even over a WebSocket.
+		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("requests from web pages of other sites (Origin %q) are refused; use kubectl or a program on this machine", origin))
+		return
+	}
 	got, ok := authheader.Bearer(r.Header.Get("Authorization"))
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(p.localToken)) != 1 {
 		apistatus.Write(w, http.StatusUnauthorized, "this tether proxy needs the token from the kubeconfig context it wrote; use that context (kubectl config use-context) or restart tether proxy")
@@ -212,6 +219,13 @@ func loopbackPeer(remote string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackOrigin reports whether a browser's Origin names a page served
+// from this machine; "null" (a sandboxed or file page) does not.
+func loopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && loopbackHost(u.Host)
 }
 
 func loopbackHost(hostport string) bool {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,7 +22,8 @@ const closeHandshakeTimeout = time.Second
 // wsConn is the byte stream yamux runs on: binary WebSocket messages read and
 // written through websocket.NetConn. It watches the incoming yamux frame
 // headers for a GoAway (yamux records a received GoAway but does not expose
-// it) and remembers the first reason the byte stream ended.
+// it), counts the peer's pings not answered yet (see maxUnansweredPings)
+// and remembers the first reason the byte stream ended.
 type wsConn struct {
 	ws      *websocket.Conn
 	nc      net.Conn           // websocket.NetConn(ctx, ws, MessageBinary)
@@ -29,8 +31,11 @@ type wsConn struct {
 	onClose func()             // called first thing in Close
 
 	// watch is used only by the goroutine that calls Read (yamux's receive
-	// loop); it needs no lock.
-	watch frameWatcher
+	// loop), sent only by the one that calls Write (yamux's send loop);
+	// they need no lock.
+	watch, sent frameWatcher
+	// unanswered counts the peer's pings whose answer is not written yet.
+	unanswered atomic.Int64
 
 	mu    sync.Mutex // guards cause
 	cause error      // first reason the session ended; nil while it lives
@@ -41,18 +46,37 @@ type wsConn struct {
 // handshake context.
 func newWSConn(ws *websocket.Conn, onGoAway, onClose func()) *wsConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &wsConn{
+	c := &wsConn{
 		ws:      ws,
 		nc:      websocket.NetConn(ctx, ws, websocket.MessageBinary),
 		cancel:  cancel,
 		onClose: onClose,
-		watch:   frameWatcher{onGoAway: onGoAway},
 	}
+	c.watch = frameWatcher{onGoAway: onGoAway, onPing: func() { c.unanswered.Add(1) }}
+	c.sent = frameWatcher{onPingAnswer: func() { c.unanswered.Add(-1) }}
+	return c
 }
+
+// maxUnansweredPings bounds the peer's pings this side has not answered
+// yet. yamux answers each ping from a goroutine of its own, which waits
+// while the connection is busy, so a peer that pings faster than it reads
+// the answers would pile up goroutines here without bound. A conforming
+// peer pings once per keepalive interval and has at most one unanswered;
+// the bound leaves room for a read full of pings (4 KiB, 341) still being
+// answered.
+const maxUnansweredPings = 1024
+
+// errPingFlood ends a session whose peer pings without reading the answers.
+var errPingFlood = fmt.Errorf("tunnel: protocol error: the peer sent more than %d pings it did not read the answers to", maxUnansweredPings)
 
 func (c *wsConn) Read(p []byte) (int, error) {
 	n, err := c.nc.Read(p)
 	c.watch.scan(p[:n])
+	if c.unanswered.Load() > maxUnansweredPings {
+		// Before yamux sees these pings: it would start a goroutine each.
+		c.setCause(errPingFlood)
+		return 0, errPingFlood
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			c.setCause(ErrPeerClosed)
@@ -65,6 +89,7 @@ func (c *wsConn) Read(p []byte) (int, error) {
 
 func (c *wsConn) Write(p []byte) (int, error) {
 	n, err := c.nc.Write(p)
+	c.sent.scan(p[:n])
 	if err != nil {
 		c.setCause(fmt.Errorf("tunnel: write: %w", err))
 	}
@@ -120,16 +145,20 @@ const (
 	yamuxHeaderSize   = 12
 	yamuxVersion      = 0
 	yamuxTypeData     = 0
+	yamuxTypePing     = 2
 	yamuxTypeGoAway   = 3
 	yamuxGoAwayNormal = 0
+	yamuxFlagSYN      = 1
+	yamuxFlagACK      = 2
 )
 
 // frameWatcher follows the yamux frame headers in a byte stream, whatever
-// the chunking of the reads, and reports a GoAway with the normal code.
-// It stops at the first header with an unknown version: yamux ends the
+// the chunking of the reads, and reports a GoAway with the normal code, a
+// ping (SYN) and a ping answer (ACK) to the callbacks that are set. It
+// stops at the first header with an unknown version: yamux ends the
 // session there anyway.
 type frameWatcher struct {
-	onGoAway func()
+	onGoAway, onPing, onPingAnswer func()
 
 	hdr    [yamuxHeaderSize]byte
 	have   int    // bytes of hdr filled
@@ -160,8 +189,16 @@ func (w *frameWatcher) scan(b []byte) {
 		switch w.hdr[1] {
 		case yamuxTypeData:
 			w.skip = length
+		case yamuxTypePing:
+			flags := binary.BigEndian.Uint16(w.hdr[2:4])
+			switch {
+			case flags&yamuxFlagSYN != 0 && w.onPing != nil:
+				w.onPing()
+			case flags&yamuxFlagACK != 0 && w.onPingAnswer != nil:
+				w.onPingAnswer()
+			}
 		case yamuxTypeGoAway:
-			if length == yamuxGoAwayNormal {
+			if length == yamuxGoAwayNormal && w.onGoAway != nil {
 				w.onGoAway()
 			}
 		}

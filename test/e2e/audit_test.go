@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +125,69 @@ func TestAuditTrail(t *testing.T) {
 	}
 	if out, err := verify(); err != nil {
 		t.Errorf("verify after the edit was undone: %v\n%s", err, out)
+	}
+}
+
+// TestAuditRecordsRefusals: requests the hub refuses are in the audit
+// trail as denials with the reason, and the tokens they carried are not.
+func TestAuditRecordsRefusals(t *testing.T) {
+	e := getEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hc := hubClient(t, e)
+	marker := fmt.Sprintf("refused-%d", time.Now().UnixNano())
+	b64 := base64.RawURLEncoding.EncodeToString
+	noneToken := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		b64([]byte(fmt.Sprintf(`{"iss":%q,"sub":"x","oid":"x","aud":"tether","exp":%d}`, e.HubURL+"/oidc", time.Now().Add(time.Hour).Unix()))) + "."
+	cases := []struct {
+		name, namespace string
+		header          http.Header
+		reason          string
+	}{
+		{"no credentials", marker + "-a", http.Header{}, "no credentials"},
+		{"an unsigned token naming the hub's issuer", marker + "-b", http.Header{"Authorization": {"Bearer " + noneToken}}, "refused"},
+		{"an oversized token", marker + "-c", http.Header{"Authorization": {"Bearer " + strings.Repeat("x", 70<<10)}}, "more than any valid token"},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.HubURL+"/k8s/"+e.Group+"/"+e.Name+"/api/v1/namespaces/"+c.namespace+"/pods", nil)
+		req.Header = c.header
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: %d, want 401", c.name, resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range cases {
+		for {
+			out, err := e.TetherCmd(ctx, "audit", "list", "--decision", "deny", "--since", "5m", "-o", "json").Output()
+			if err != nil {
+				t.Fatalf("audit list: %v", testenv.ExitDetail(err))
+			}
+			var evs []audit.Event
+			json.Unmarshal(out, &evs)
+			var found *audit.Event
+			for i, ev := range evs {
+				if ev.Namespace == c.namespace {
+					found = &evs[i]
+				}
+			}
+			if found != nil {
+				if found.Status != 401 || !strings.Contains(found.Reason, c.reason) || found.SourceAddr == "" || found.Resource != "pods" {
+					t.Errorf("%s: event %+v; want a 401 denial saying %q", c.name, *found, c.reason)
+				}
+				if strings.Contains(string(out), e.SAToken) || strings.Contains(string(out), "xxxxxxxx") || strings.Contains(string(out), noneToken) {
+					t.Errorf("%s: the audit trail holds a token", c.name)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no denial event for namespace %s", c.name, c.namespace)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/google/go-cmp/cmp"
 
 	"tether.dev/tether/test/oidcprovider"
 	"tether.dev/tether/test/testenv"
@@ -235,6 +237,96 @@ func TestHostileTokens(t *testing.T) {
 		if status != http.StatusUnauthorized || strings.Contains(body, "refused") {
 			t.Errorf("status %d, body %.300s; want the API server's own 401", status, body)
 		}
+	})
+	t.Run("a service-account token of another cluster: the API server's own 401 Status reaches the client", func(t *testing.T) {
+		// Made as the cluster makes its tokens (issuer, names, claims) but
+		// signed by another cluster's key: only the API server can tell.
+		audit := newAPIAudit(t, e)
+		m := newMarker("foreign-sa")
+		tok := signES256(t, attacker, "another-cluster", map[string]any{
+			"iss": "https://kubernetes.default.svc.cluster.local", "sub": saUser, "aud": []string{"https://kubernetes.default.svc.cluster.local"},
+			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			"kubernetes.io": map[string]any{"namespace": "default", "serviceaccount": map[string]any{"name": "demo-user", "uid": "45695171-65de-4313-979d-761192080ab1"}},
+		})
+		req, _ := http.NewRequest(http.MethodGet, gateway, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("User-Agent", m)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Kind, Status, Message, Reason string
+			Code                          int
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatalf("answer %s: %v", b, err)
+		}
+		want := struct {
+			Kind, Status, Message, Reason string
+			Code                          int
+		}{"Status", "Failure", "Unauthorized", "Unauthorized", 401}
+		if diff := cmp.Diff(want, st); diff != "" || resp.StatusCode != 401 {
+			t.Errorf("status %d, Status (-want +got):\n%s", resp.StatusCode, diff)
+		}
+		if ev := audit.completed(t, m); ev.ResponseStatus.Code != 401 {
+			t.Errorf("the API server answered %d, want its own 401", ev.ResponseStatus.Code)
+		}
+	})
+	t.Run("malformed Authorization headers", func(t *testing.T) {
+		audit := newAPIAudit(t, e)
+		const hub, apiServer = "hub", "api server"
+		tests := []struct {
+			name  string
+			lines string // the Authorization header lines
+			code  int
+			want  string
+			// who answers: the hub (nothing may reach the API server), or
+			// the API server, which must see as whom (empty: it refused the
+			// credentials; never anonymous).
+			by, user string
+		}{
+			{"the scheme alone", "Authorization: Bearer", 401, "no credentials", hub, ""},
+			{"the scheme and spaces", "Authorization: Bearer    ", 401, "no credentials", hub, ""},
+			{"Basic credentials", "Authorization: Basic dXNlcjpwYXNz", 401, "no credentials", hub, ""},
+			{"Negotiate", "Authorization: Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXag", 401, "no credentials", hub, ""},
+			{"a tab after the scheme", "Authorization: Bearer\t" + e.SAToken, 401, "no credentials", hub, ""},
+			{"a hundred kilobytes", "Authorization: Bearer " + strings.Repeat("A", 100<<10), 401, "more than any valid token", hub, ""},
+			{"a control character", "Authorization: Bearer abc\x01def", 400, "Bad Request", hub, ""},
+			{"a NUL byte", "Authorization: Bearer abc\x00def", 400, "Bad Request", hub, ""},
+			{"a lower-case header name and scheme", "authorization: bearer " + e.SAToken, 200, `"kind":"PodList"`, apiServer, saUser},
+			// The API server reads "Bearer  TOKEN" as no token at all, an
+			// anonymous request, where the hub and the agent read TOKEN.
+			{"two spaces before a valid token", "Authorization: Bearer  " + e.SAToken, 200, `"kind":"PodList"`, apiServer, saUser},
+			{"two spaces before a made-up token", "Authorization: Bearer  made-up", 401, "Unauthorized", apiServer, ""},
+			{"a space inside the token", "Authorization: Bearer made up", 401, "Unauthorized", apiServer, ""},
+			{"non-ASCII bytes", "Authorization: Bearer \u00e9\u00e9", 401, "Unauthorized", apiServer, ""},
+			{"a made-up token first, the valid one second", "Authorization: Bearer made-up\r\nAuthorization: Bearer " + e.SAToken, 401, "Unauthorized", apiServer, ""},
+			{"the valid token first, a made-up one second", "Authorization: Bearer " + e.SAToken + "\r\nAuthorization: Bearer made-up", 200, `"kind":"PodList"`, apiServer, saUser},
+		}
+		var refused []string
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				m := newMarker("authz")
+				raw := fmt.Sprintf("GET /k8s/%s/%s/api/v1/namespaces/default/pods?limit=1&%s=1 HTTP/1.1\r\nHost: %s\r\n%s\r\nUser-Agent: %s\r\nConnection: close\r\n\r\n",
+					e.Group, e.Name, m, e.HubAddr, tt.lines, m)
+				got := rawExchange(t, e, raw)
+				if len(got) != 1 || got[0].code != tt.code || !strings.Contains(got[0].body, tt.want) {
+					t.Fatalf("answers %+v; want one %d with %q", got, tt.code, tt.want)
+				}
+				if tt.by == hub {
+					refused = append(refused, m)
+					return
+				}
+				ev := audit.completed(t, m)
+				if ev.User.Username != tt.user || ev.ImpersonatedUser != nil {
+					t.Errorf("the API server saw user %q (impersonating %+v); want %q", ev.User.Username, ev.ImpersonatedUser, tt.user)
+				}
+			})
+		}
+		audit.noneReached(t, e, hc, refused...)
 	})
 }
 

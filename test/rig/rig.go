@@ -74,6 +74,11 @@ type Cluster struct {
 	Kubeconfig string
 	// NodeName is the name of the single node.
 	NodeName string
+	// AuditLog is the API server's audit log: one JSON audit.k8s.io/v1
+	// Event per line, every request (authentication failures included) at
+	// Metadata level, written as it happens. Tests read it to see what
+	// reached the API server and as whom.
+	AuditLog string
 	// Address is where the cluster listens (Config.Address).
 	Address netip.Addr
 
@@ -147,6 +152,11 @@ func (c *Cluster) start(ctx context.Context) error {
 		return fmt.Errorf("write certificates: %w", err)
 	}
 	c.CAFile = pki.ca
+	auditPolicy := filepath.Join(c.Dir, "audit-policy.yaml")
+	if err := os.WriteFile(auditPolicy, []byte(auditPolicyYAML), 0o600); err != nil {
+		return fmt.Errorf("write the audit policy: %w", err)
+	}
+	c.AuditLog = filepath.Join(c.Dir, "logs", "audit.log")
 
 	etcdURL := "http://" + hostPort(etcdPort)
 	peerURL := "http://" + hostPort(peerPort)
@@ -184,6 +194,10 @@ func (c *Cluster) start(ctx context.Context) error {
 		"--kubelet-preferred-address-types=InternalIP",
 		"--allow-privileged=true",
 		"--profiling=false",
+		"--audit-policy-file="+auditPolicy,
+		"--audit-log-path="+c.AuditLog,
+		"--audit-log-mode=blocking", // each event is in the file before the answer leaves
+		"--audit-log-maxsize=0",     // one file, never rotated
 	); err != nil {
 		return err
 	}
@@ -256,6 +270,14 @@ func (c *Cluster) start(ctx context.Context) error {
 	fmt.Fprintf(c.cfg.Log, "cluster ready after %s (kubeconfig %s)\n", time.Since(began).Round(time.Millisecond), c.Kubeconfig)
 	return nil
 }
+
+// auditPolicyYAML logs every request at Metadata level: who, as whom
+// (impersonation), what URI, from where, with what answer; no bodies.
+const auditPolicyYAML = `apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: Metadata
+`
 
 // Kubectl returns a kubectl command with the admin kubeconfig, run the way
 // every rig process is run (inside the rig's network namespace, if any).

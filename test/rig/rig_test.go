@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -90,6 +91,11 @@ func TestRig(t *testing.T) {
 		}
 		if diff := cmp.Diff("system:serviceaccount:"+ns+":demo-user", string(out)); diff != "" {
 			t.Errorf("whoami (-want +got):\n%s", diff)
+		}
+		// The audit log has it, as whom it was made, by the time the answer
+		// came back (blocking mode).
+		if !auditLogged(t, cluster.AuditLog, "/apis/authentication.k8s.io/", "system:serviceaccount:"+ns+":demo-user") {
+			t.Errorf("the audit log %s has no whoami by the service account", cluster.AuditLog)
 		}
 		bad := exec.CommandContext(ctx, "kubectl", "get", "pods", "--server="+cluster.Server,
 			"--certificate-authority="+cluster.CAFile, "--token="+token+"x", "--kubeconfig=/dev/null")
@@ -302,4 +308,29 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// auditLogged reports whether the audit log at path has an event for a
+// request URI starting with uriPrefix made by user.
+func auditLogged(t *testing.T, path, uriPrefix, user string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			RequestURI string `json:"requestURI"`
+			User       struct {
+				Username string `json:"username"`
+			} `json:"user"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && strings.HasPrefix(ev.RequestURI, uriPrefix) && ev.User.Username == user {
+			return true
+		}
+	}
+	return false
 }
