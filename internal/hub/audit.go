@@ -120,8 +120,17 @@ func (a *auditor) write(ctx context.Context, batch []audit.Event) bool {
 	stored, err := a.store.AppendAudit(wctx, batch)
 	cancel()
 	switch {
-	case errors.Is(err, store.ErrUnavailable) || (err != nil && ctx.Err() == nil && wctx.Err() != nil):
-		return false
+	case errors.Is(err, store.ErrUnavailable) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil):
+		return false // a store that is down or too slow: try again
+	case errors.Is(err, store.ErrInvalid) && len(batch) > 1:
+		// One bad event refuses the batch: write them one by one, so that
+		// only the bad one is left out of the chain.
+		for i := range batch {
+			for !a.write(ctx, batch[i:i+1]) && ctx.Err() == nil {
+				time.Sleep(time.Second)
+			}
+		}
+		return true
 	case err != nil:
 		a.logger.Warn("audit events refused by the store", "events", len(batch), "err", err)
 		stored = batch

@@ -147,3 +147,36 @@ func TestAuditTrail(t *testing.T) {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestAuditorLeavesOutOnlyTheBadEvent: an event the store refuses does not
+// take the rest of its batch with it.
+func TestAuditorLeavesOutOnlyTheBadEvent(t *testing.T) {
+	rs := newReplicaSet(t, "a")
+	a := newAuditor(rs.store, nil, slogDiscard{})
+	now := time.Now()
+	good := func(reason string) audit.Event {
+		return audit.Event{Time: now, Type: audit.TypeChange, Decision: audit.DecisionAllow, Reason: reason}
+	}
+	bad := good("bad")
+	bad.Decision = "" // refused: a decision is required
+	if !a.write(context.Background(), []audit.Event{good("one"), bad, good("two")}) {
+		t.Fatal("write reported the store unavailable")
+	}
+	evs, err := rs.store.ListAudit(context.Background(), store.AuditFilter{Type: audit.TypeChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, e := range evs {
+		if e.Reason == "one" || e.Reason == "two" || e.Reason == "bad" {
+			reasons = append(reasons, e.Reason)
+		}
+	}
+	if strings.Join(reasons, ",") != "one,two" {
+		t.Errorf("stored %v, want the two good events", reasons)
+	}
+}
+
+type slogDiscard struct{}
+
+func (slogDiscard) Warn(string, ...any) {}
