@@ -449,9 +449,9 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 	h.wg.Wait()
 	// Upgraded requests end with their tunnels; their audit events are the
 	// last to write.
-	for wait := time.Now().Add(5 * time.Second); h.active.Load() > 0 && time.Now().Before(wait); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	idle, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	h.waitIdle(idle)
+	cancel()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -487,17 +487,22 @@ func (h *Hub) drain(srv *http.Server, stopLease func()) {
 	srv.Shutdown(ctx) // closes the listener; waits for plain requests
 	// Upgraded requests (exec, attach, port-forward) are hijacked, which
 	// Shutdown does not wait for: count them out too.
-	tick := time.NewTicker(50 * time.Millisecond)
+	h.waitIdle(ctx)
+	if n := h.active.Load(); n > 0 {
+		w := h.watches.endAll("this hub replica is shutting down and ended the watch; watch again (the next connection goes to another replica)")
+		h.logger.Info("draining: grace is over; ending the streams still open (clients reconnect to another replica)", "streams", n, "watches", w)
+	}
+}
+
+// waitIdle waits until no gateway request is in flight, or ctx ends.
+func (h *Hub) waitIdle(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for h.active.Load() > 0 && ctx.Err() == nil {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
 		}
-	}
-	if n := h.active.Load(); n > 0 {
-		w := h.watches.endAll("this hub replica is shutting down and ended the watch; watch again (the next connection goes to another replica)")
-		h.logger.Info("draining: grace is over; ending the streams still open (clients reconnect to another replica)", "streams", n, "watches", w)
 	}
 }
 

@@ -146,8 +146,8 @@ func (h *Hub) newPeerProxy(tlsConfig *tls.Config) *httputil.ReverseProxy {
 			// Set after hop-by-hop removal, replacing any client copy.
 			f, _ := pr.In.Context().Value(peerForwardKey{}).(peerForward)
 			pr.Out.Header.Set(headerPeer, h.peerProof(h.cfg.Now()))
-			pr.Out.Header.Set(headerPeerClient, f.client)
-			pr.Out.Header.Set(headerPeerHops, strconv.Itoa(f.hops+1))
+			pr.Out.Header.Set(headerPeerClient, f.in.client)
+			pr.Out.Header.Set(headerPeerHops, strconv.Itoa(f.in.hops+1))
 			pr.Out.Header.Set(headerPeerRequestID, recordOf(pr.In).event.RequestID)
 		},
 		Transport:      transport,
@@ -164,11 +164,8 @@ type peerTargetKey struct{}
 type peerForward struct {
 	cluster string
 	peer    string
-	// client is the original client's address; hops counts the replicas
-	// that forwarded the request before this one.
-	client  string
-	hops    int
-	attempt int
+	// in is how the request reached this replica.
+	in via
 }
 
 type peerForwardKey struct{}
@@ -185,7 +182,7 @@ func (h *Hub) forwardToPeer(w http.ResponseWriter, r *http.Request, cluster stri
 	rec := recordOf(r)
 	rec.forwarded, rec.elsewhere = false, true // the holder records it
 	ctx := context.WithValue(r.Context(), peerTargetKey{}, u)
-	ctx = context.WithValue(ctx, peerForwardKey{}, peerForward{cluster: cluster, peer: t.peer, client: via.client, hops: via.hops, attempt: via.attempt})
+	ctx = context.WithValue(ctx, peerForwardKey{}, peerForward{cluster: cluster, peer: t.peer, in: via})
 	h.peerProxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -200,7 +197,7 @@ func (h *Hub) peerResponse(resp *http.Response) error {
 		f, _ := resp.Request.Context().Value(peerForwardKey{}).(peerForward)
 		h.rt.forget(f.cluster, f.peer, h.cfg.Now())
 		h.changes.add(f.cluster) // read it again
-		if f.attempt == 0 && replayable(resp.Request) {
+		if f.in.attempt == 0 && replayable(resp.Request) {
 			return errRouteMiss
 		}
 	}
@@ -233,12 +230,14 @@ func (h *Hub) peerError(w http.ResponseWriter, out *http.Request, err error) {
 	if unreachable {
 		h.rt.markSuspect(f.peer, h.cfg.Now().Add(h.cfg.ReplicaLease))
 	}
-	if (unreachable || errors.Is(err, errRouteMiss)) && f.attempt == 0 && replayable(out) {
+	if (unreachable || errors.Is(err, errRouteMiss)) && f.in.attempt == 0 && replayable(out) {
 		h.logger.Info("forward to replica missed; routing again", "replica", f.peer, "cluster", f.cluster, "err", err)
 		for _, k := range []string{headerPeer, headerPeerClient, headerPeerHops, headerPeerRequestID} {
 			out.Header.Del(k)
 		}
-		h.serveCluster(w, out, f.cluster, via{client: f.client, hops: f.hops, attempt: f.attempt + 1})
+		again := f.in
+		again.attempt++
+		h.serveCluster(w, out, f.cluster, again)
 		return
 	}
 	h.logger.Warn("forward to replica failed", "replica", f.peer, "cluster", f.cluster, "unreachable", unreachable, "err", err)
