@@ -8,7 +8,7 @@ RIG_MODULES := hack/rig/kube hack/rig/etcd hack/rig/node
 CHART_MODULE := deploy/helm/chartest
 GO_TEST_FLAGS ?= -race -count=1 -timeout=45m
 
-.PHONY: build test demo lint deps rig fuzz
+.PHONY: build test demo lint deps rig fuzz bench
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/tether ./cmd/tether
@@ -33,6 +33,13 @@ lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	@for m in $(RIG_MODULES) $(CHART_MODULE); do (cd $$m && go vet ./...) || exit 1; done
+
+# The performance harness (docs/performance.md): hub, agent and a trivial
+# backend on loopback, every figure against the direct path in the same
+# run, the real cluster last. Prints one table, writes BENCH_OUT as JSON.
+BENCH_OUT ?= bench.json
+bench: deps rig
+	go run ./test/bench/cmd/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
 
 # Every native fuzz target, fuzzed for FUZZTIME each, one after another
 # (make fuzz FUZZTIME=10m). Their seed corpora (f.Add and testdata/fuzz) run

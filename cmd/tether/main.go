@@ -21,6 +21,10 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	if err := servePprof(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(2)
+	}
 	err := cli.Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {

@@ -40,6 +40,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
+	"tether.dev/tether/internal/backoff"
 	"tether.dev/tether/internal/tunnel"
 )
 
@@ -249,7 +250,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // serve enrolls, then keeps the tunnel up.
 func (a *Agent) serve(ctx context.Context) error {
-	bo := newBackoff(a.cfg.MinBackoff, a.cfg.MaxBackoff)
+	bo := backoff.New(a.cfg.MinBackoff, a.cfg.MaxBackoff)
 	var en *enrollment
 	for {
 		var err error
@@ -260,13 +261,13 @@ func (a *Agent) serve(ctx context.Context) error {
 		if errors.Is(err, ErrRefused) || ctx.Err() != nil {
 			return ctxOr(ctx, err)
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		a.logger.Warn("enrollment failed; retrying", "err", err, "retry_in", wait.Round(time.Millisecond).String())
 		if !sleep(ctx, wait) {
 			return nil
 		}
 	}
-	bo.reset()
+	bo.Reset()
 	a.vitals.set(func(v *vitalSigns) { v.en = en })
 	a.poke()
 	handler := a.metrics.instrument(a.proxy.forCluster(en.cluster, en.verifier))
@@ -286,7 +287,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		}
 		up := time.Since(start)
 		if up >= a.cfg.StableAfter {
-			bo.reset()
+			bo.Reset()
 		}
 		if errors.Is(err, errMovedAway) && up >= time.Second {
 			// A draining hub replica: connect to another one now (its
@@ -295,7 +296,7 @@ func (a *Agent) serve(ctx context.Context) error {
 			a.logger.Info("hub replica is draining; reconnecting now", "cluster", en.cluster)
 			continue
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		if isPinError(err) {
 			// Retried: a passing misrouting or interception must not stop
 			// the agent for good, but every attempt is an error worth a look.

@@ -24,34 +24,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestBackoff(t *testing.T) {
-	b := newBackoff(500*time.Millisecond, 5*time.Second)
-	b.rand = func(n int64) int64 { return n - 1 } // the top of each range
-	var got []time.Duration
-	for range 6 {
-		got = append(got, b.next())
-	}
-	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("backoff ceilings (-want +got):\n%s", diff)
-	}
-	b.reset()
-	if d := b.next(); d != 500*time.Millisecond {
-		t.Errorf("after reset: %s, want 500ms", d)
-	}
-	b.rand = func(int64) int64 { return 0 } // full jitter reaches the bottom
-	if d := b.next(); d != 1 {
-		t.Errorf("bottom of the range: %s, want 1ns", d)
-	}
-	for range 100 { // no overflow however long it fails
-		b.next()
-	}
-	b.rand = func(n int64) int64 { return n - 1 }
-	if d := b.next(); d != 5*time.Second {
-		t.Errorf("after 100 failures: %s, want the cap", d)
-	}
-}
-
 // fakeAPIServer reports what it received, and which HTTP version carried it.
 func fakeAPIServer(t *testing.T) (*httptest.Server, *rest.Config) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,7 +14,9 @@ import (
 
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/copybuf"
 	"tether.dev/tether/internal/identity"
+	"tether.dev/tether/internal/tunnel"
 	"tether.dev/tether/internal/upgrade"
 )
 
@@ -34,6 +36,9 @@ type apiProxy struct {
 	logger      *slog.Logger
 	token       *httputil.ReverseProxy // anonymous transports: the caller's token only
 	impersonate *httputil.ReverseProxy // the agent's own credentials
+	// tokenStream and impersonateStream are the same with small copy
+	// buffers, for watches and followed logs (copybuf.Streaming).
+	tokenStream, impersonateStream *httputil.ReverseProxy
 }
 
 // newAPIProxy builds the proxy from the agent's view of the API server.
@@ -51,8 +56,8 @@ func newAPIProxy(cfg *rest.Config, logger *slog.Logger) (*apiProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.token = p.reverseProxy(anon)
-	p.impersonate = p.reverseProxy(own)
+	p.token, p.tokenStream = p.reverseProxy(anon)
+	p.impersonate, p.impersonateStream = p.reverseProxy(own)
 	return p, nil
 }
 
@@ -60,7 +65,9 @@ func newAPIProxy(cfg *rest.Config, logger *slog.Logger) (*apiProxy, error) {
 // shared HTTP/2 connections and upgrades (exec, attach, port-forward) over
 // HTTP/1.1 ones (package upgrade).
 func splitTransport(cfg *rest.Config) (http.RoundTripper, error) {
-	h2, err := rest.TransportFor(cfg)
+	h2cfg := rest.CopyConfig(cfg)
+	h2cfg.Wrap(boundHTTP2Buffers)
+	h2, err := rest.TransportFor(h2cfg)
 	if err != nil {
 		return nil, fmt.Errorf("transport to the API server: %w", err)
 	}
@@ -73,13 +80,41 @@ func splitTransport(cfg *rest.Config) (http.RoundTripper, error) {
 	return upgrade.Split(h2, h1), nil
 }
 
-func (p *apiProxy) reverseProxy(rt http.RoundTripper) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     rt,
-		FlushInterval: -1, // watches and logs -f stream as the API server writes
-		ErrorHandler:  p.error,
+// The agent's receive buffers toward the API server, per stream and per
+// connection. Go's HTTP/2 client would otherwise buffer up to 4 MiB per
+// stream and 1 GiB per connection of what the API server sends faster than
+// the tunnel takes it: a few large downloads at once grew the agent by
+// tens of megabytes. A stream's data can move through the tunnel no faster
+// than the tunnel's window (tunnel.DefaultMaxStreamWindow) allows anyway.
+const (
+	apiStreamBuffer     = tunnel.DefaultMaxStreamWindow
+	apiConnectionBuffer = 8 * apiStreamBuffer
+)
+
+// boundHTTP2Buffers sets the receive buffers of client-go's new transport
+// (not yet used: it is wrapped as it is made).
+func boundHTTP2Buffers(rt http.RoundTripper) http.RoundTripper {
+	if t, ok := rt.(*http.Transport); ok && t.HTTP2 == nil {
+		t.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: apiStreamBuffer, MaxReceiveBufferPerConnection: apiConnectionBuffer}
 	}
+	return rt
+}
+
+// reverseProxy returns the proxy through rt, and the same with small copy
+// buffers for long-lived streams.
+func (p *apiProxy) reverseProxy(rt http.RoundTripper) (*httputil.ReverseProxy, *httputil.ReverseProxy) {
+	rp := &httputil.ReverseProxy{
+		Rewrite:   p.rewrite,
+		Transport: rt,
+		// FlushInterval 0: a response of unknown length (watch, logs -f) is
+		// flushed after every write anyway; one of known length goes out in
+		// full TLS records rather than a flush per 32 KiB read.
+		ErrorHandler: p.error,
+		BufferPool:   copybuf.Large,
+	}
+	stream := *rp
+	stream.BufferPool = copybuf.Small
+	return rp, &stream
 }
 
 // forCluster is the handler for one enrolled cluster: it admits only
@@ -100,9 +135,17 @@ func (p *apiProxy) forCluster(cluster string, v *identity.AssertionVerifier) htt
 					"no credentials reached the cluster: pass a service-account token (tether proxy --token) or sign in")
 				return
 			}
-			p.token.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
+			proxy := p.token
+			if copybuf.Streaming(r) {
+				proxy = p.tokenStream
+			}
+			proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
 		case identity.ModeImpersonate:
-			p.impersonate.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
+			proxy := p.impersonate
+			if copybuf.Streaming(r) {
+				proxy = p.impersonateStream
+			}
+			proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), assertionKey{}, a)))
 		default:
 			apistatus.Write(w, http.StatusBadRequest, fmt.Sprintf("unknown assertion mode %q; upgrade the agent", a.Mode))
 		}

@@ -24,6 +24,7 @@ import (
 
 	"tether.dev/tether/internal/agentkey"
 	"tether.dev/tether/internal/atomicfile"
+	"tether.dev/tether/internal/backoff"
 	"tether.dev/tether/internal/identity"
 )
 
@@ -415,7 +416,7 @@ func (a *Agent) enrollment(ctx context.Context) (*enrollment, error) {
 		a.logger.Error("stopped before the enrollment was stored: the join token is spent; issue a new one", "cluster", resp.Cluster, "err", err)
 		return ctx.Err()
 	}
-	bo := newBackoff(a.cfg.MinBackoff, a.cfg.MaxBackoff)
+	bo := backoff.New(a.cfg.MinBackoff, a.cfg.MaxBackoff)
 	for {
 		err := a.state.save(ctx, st)
 		switch {
@@ -437,7 +438,7 @@ func (a *Agent) enrollment(ctx context.Context) (*enrollment, error) {
 		case ctx.Err() != nil:
 			return nil, lost(err)
 		}
-		wait := bo.next()
+		wait := bo.Next()
 		a.logger.Error("store the enrollment; retrying (the join token is spent: keep the agent running until this succeeds)",
 			"err", err, "retry_in", wait.Round(time.Millisecond).String())
 		if !sleep(ctx, wait) {

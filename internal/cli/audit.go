@@ -107,12 +107,17 @@ every matching event is listed, page by page.`,
 	return cmd
 }
 
+// auditPage is how many events fetchAudit asks for at once: a page of
+// store.MaxAuditLimit events can be larger than the client reads of one
+// answer (maxAnswer).
+const auditPage = 1000
+
 // fetchAudit reads the events matching q, page by page, at most limit of
 // them (0: all).
 func fetchAudit(cmd *cobra.Command, af *adminFlags, out *outputFlag, q url.Values, limit int) ([]audit.Event, error) {
 	var all []audit.Event
 	for {
-		page := store.MaxAuditLimit
+		page := auditPage
 		if limit > 0 {
 			page = min(page, limit-len(all))
 		}

@@ -136,9 +136,12 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		return fmt.Errorf("hub %s: %w", c.base.Host, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return fmt.Errorf("hub %s: %w", c.base.Host, err)
+	}
+	if len(data) > maxAnswer {
+		return fmt.Errorf("hub %s: the answer to %s %s is larger than %d MiB, more than this client reads; ask for less (a --limit, a narrower filter)", c.base.Host, method, path, maxAnswer>>20)
 	}
 	if resp.StatusCode/100 != 2 {
 		he := &hubError{Host: c.base.Host, Code: resp.StatusCode}
@@ -157,6 +160,9 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	}
 	return nil
 }
+
+// maxAnswer bounds what the client reads of one answer of the hub.
+const maxAnswer = 16 << 20
 
 // adminCall validates -o, calls the admin API and decodes the answer.
 func adminCall(cmd *cobra.Command, af *adminFlags, out *outputFlag, method, path string, in, result any) error {

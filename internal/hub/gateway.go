@@ -13,6 +13,7 @@ import (
 
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/copybuf"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/tunnel"
@@ -24,7 +25,10 @@ type clusterGateway struct {
 	cluster   string
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
-	logger    *slog.Logger
+	// stream is proxy with small copy buffers, for long-lived streams
+	// (longStream).
+	stream *httputil.ReverseProxy
+	logger *slog.Logger
 }
 
 // tunnelHost is the Host the agent sees; the agent ignores it.
@@ -43,13 +47,23 @@ func newClusterGateway(cluster string, sess *tunnel.Session, logger *slog.Logger
 		// upgrades at once, and a slow answer is the API server's to time out.
 	}
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:       g.rewrite,
-		Transport:     g.transport,
-		FlushInterval: -1, // watch, logs -f: no buffering
-		ErrorHandler:  g.error,
+		Rewrite:   g.rewrite,
+		Transport: g.transport,
+		// FlushInterval 0: a response of unknown length (watch, logs -f) is
+		// flushed after every write anyway; one of known length goes out in
+		// full TLS records rather than a flush per 32 KiB read.
+		ErrorHandler: g.error,
+		BufferPool:   copybuf.Large,
 	}
+	stream := *g.proxy
+	stream.BufferPool = copybuf.Small
+	g.stream = &stream
 	return g
 }
+
+// longStream reports whether r is a watch or a followed log: a response
+// that lives long and mostly waits, copied with a small buffer.
+func longStream(r *http.Request) bool { return isWatch(r) || copybuf.Streaming(r) }
 
 func (g *clusterGateway) close() { g.transport.CloseIdleConnections() }
 
@@ -199,14 +213,18 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 		rec.setPrincipal("", "kubernetesToken", tokenSubject(token))
 		rec.event.AuthMode, rec.event.Reason = "token", "a Kubernetes token, passed to the API server, which judges it"
 	}
-	assertion, err := h.signer.Sign(a, h.cfg.Now())
+	assertion, err := h.signer.Reuse(a, h.cfg.Now())
 	if err != nil {
 		h.internalError(w, "sign the request's assertion", err)
 		return
 	}
 	fwd := forward{assertion: assertion, dropAuthorization: a.Mode == identity.ModeImpersonate}
 	rec.forwarded, rec.elsewhere = true, false
-	conn.gw.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
+	proxy := conn.gw.proxy
+	if longStream(r) {
+		proxy = conn.gw.stream
+	}
+	proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 }
 
 // recentlySeen reports whether the store says the cluster's agent was

@@ -48,6 +48,7 @@ import (
 	"tether.dev/tether/internal/agentkey"
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/copybuf"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/store"
 	"tether.dev/tether/internal/tunnel"
@@ -190,6 +191,7 @@ type Hub struct {
 	renewNow      chan struct{}
 	peerKey       []byte
 	peerProxy     *httputil.ReverseProxy
+	peerStream    *httputil.ReverseProxy // peerProxy with small copy buffers (longStream)
 	peerTransport *http.Transport
 }
 
@@ -281,6 +283,9 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		h.renewNow = make(chan struct{}, 1)
 		h.peerKey = peerKeyFor(cfg.AssertionKey)
 		h.peerProxy = h.newPeerProxy(cfg.PeerTLS)
+		stream := *h.peerProxy
+		stream.BufferPool = copybuf.Small
+		h.peerStream = &stream
 	}
 	if cfg.IssuerHandler != nil {
 		u, err := url.Parse(cfg.EmbeddedIssuer)

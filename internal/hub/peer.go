@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"tether.dev/tether/internal/apistatus"
+	"tether.dev/tether/internal/copybuf"
 )
 
 // Replica-to-replica forwarding. A request for a cluster whose tunnel
@@ -150,10 +151,13 @@ func (h *Hub) newPeerProxy(tlsConfig *tls.Config) *httputil.ReverseProxy {
 			pr.Out.Header.Set(headerPeerHops, strconv.Itoa(f.in.hops+1))
 			pr.Out.Header.Set(headerPeerRequestID, recordOf(pr.In).event.RequestID)
 		},
-		Transport:      transport,
-		FlushInterval:  -1,
+		Transport: transport,
+		// FlushInterval 0: a response of unknown length (watch, logs -f) is
+		// flushed after every write anyway; one of known length goes out in
+		// full TLS records rather than a flush per 32 KiB read.
 		ModifyResponse: h.peerResponse,
 		ErrorHandler:   h.peerError,
+		BufferPool:     copybuf.Large,
 	}
 }
 
@@ -183,7 +187,11 @@ func (h *Hub) forwardToPeer(w http.ResponseWriter, r *http.Request, cluster stri
 	rec.forwarded, rec.elsewhere = false, true // the holder records it
 	ctx := context.WithValue(r.Context(), peerTargetKey{}, u)
 	ctx = context.WithValue(ctx, peerForwardKey{}, peerForward{cluster: cluster, peer: t.peer, in: via})
-	h.peerProxy.ServeHTTP(w, r.WithContext(ctx))
+	proxy := h.peerProxy
+	if longStream(r) {
+		proxy = h.peerStream
+	}
+	proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // errRouteMiss: the replica a request was forwarded to does not hold the

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -34,9 +35,9 @@ const (
 	// AssertionLeeway is the clock skew the agent tolerates on exp and iat.
 	//
 	// Hub and cluster clocks are not synchronised with each other. An
-	// assertion is made for one request and used within milliseconds, so
-	// it needs to live only as long as the skew between the two clocks
-	// plus transit: the lifetime (30 s, at most 60 s) and this leeway
+	// assertion is used within AssertionReuse of being made, so it needs
+	// to live only that long plus the skew between the two clocks and
+	// transit: the lifetime (30 s, at most 60 s) and this leeway
 	// absorb up to about half a minute of skew in either direction. A
 	// cluster whose clock is further off refuses every request, with an
 	// error that says so, rather than accepting assertions for longer.
@@ -100,6 +101,7 @@ type AssertionSigner struct {
 	hubID  string
 	key    ed25519.PrivateKey
 	header string // encoded protected header, the same for every assertion
+	reuse  assertionReuse
 }
 
 // NewAssertionSigner returns a signer for the hub hubID.
@@ -191,8 +193,9 @@ func (c *assertionClaims) check() error {
 // AssertionVerifier checks assertions on the agent with the hub's public
 // keys learned at enrollment.
 type AssertionVerifier struct {
-	hubID string
-	keys  map[string]ed25519.PublicKey // by KeyID
+	hubID    string
+	keys     map[string]ed25519.PublicKey // by KeyID
+	verified verifiedAssertions
 }
 
 // NewAssertionVerifier returns a verifier accepting assertions from the hub
@@ -219,10 +222,28 @@ func NewAssertionVerifier(hubID string, keys ...ed25519.PublicKey) (*AssertionVe
 // size, alg pinned to EdDSA, typ, key, signature, issuer, audience, iat
 // and exp within AssertionLeeway, lifetime, mode, and no system: subject
 // or group. Every refusal is a *TokenError.
+//
+// An assertion it accepted before is recognised by its hash and not
+// verified again; its audience and time window are checked anew.
 func (v *AssertionVerifier) Verify(token, clusterID string, now time.Time) (Assertion, error) {
 	if len(token) > MaxAssertionSize {
 		return Assertion{}, refuse(ErrTokenTooLarge, "assertion of %d bytes, at most %d", len(token), MaxAssertionSize)
 	}
+	key := sha256.Sum256([]byte(token))
+	if a, ok := v.verified.get(key); ok && a.Cluster == clusterID {
+		if err := checkAssertionTime(a.IssuedAt, a.Expiry, now); err != nil {
+			return Assertion{}, err
+		}
+		return a, nil
+	}
+	a, err := v.verify(token, clusterID, now)
+	if err == nil {
+		v.verified.put(key, a, now)
+	}
+	return a, err
+}
+
+func (v *AssertionVerifier) verify(token, clusterID string, now time.Time) (Assertion, error) {
 	jws, err := splitCompact(token)
 	if err != nil {
 		return Assertion{}, err
@@ -258,13 +279,21 @@ func (v *AssertionVerifier) Verify(token, clusterID string, now time.Time) (Asse
 		return Assertion{}, err
 	}
 	iat, exp := time.Unix(c.IssuedAt, 0), time.Unix(c.Expiry, 0)
-	if late := now.Sub(exp); late > AssertionLeeway {
-		return Assertion{}, refuse(ErrExpired, "assertion expired %s ago by this cluster's clock (leeway %s); check the clocks of hub and cluster", ago(late), AssertionLeeway)
-	}
-	if early := iat.Sub(now); early > AssertionLeeway {
-		return Assertion{}, refuse(ErrNotYetValid, "assertion issued %s in the future by this cluster's clock (leeway %s); check the clocks of hub and cluster", ago(early), AssertionLeeway)
+	if err := checkAssertionTime(iat, exp, now); err != nil {
+		return Assertion{}, err
 	}
 	return Assertion{Issuer: c.Issuer, Cluster: c.Audience, Subject: c.Subject, Groups: c.Groups, Mode: c.Mode, IssuedAt: iat, Expiry: exp, ID: c.ID}, nil
+}
+
+// checkAssertionTime checks iat and exp against now, with AssertionLeeway.
+func checkAssertionTime(iat, exp, now time.Time) error {
+	if late := now.Sub(exp); late > AssertionLeeway {
+		return refuse(ErrExpired, "assertion expired %s ago by this cluster's clock (leeway %s); check the clocks of hub and cluster", ago(late), AssertionLeeway)
+	}
+	if early := iat.Sub(now); early > AssertionLeeway {
+		return refuse(ErrNotYetValid, "assertion issued %s in the future by this cluster's clock (leeway %s); check the clocks of hub and cluster", ago(early), AssertionLeeway)
+	}
+	return nil
 }
 
 // decodeAssertionHeader reads alg, kid and typ, with exact member names,

@@ -38,6 +38,7 @@ import (
 
 	"tether.dev/tether/internal/apistatus"
 	"tether.dev/tether/internal/authheader"
+	"tether.dev/tether/internal/copybuf"
 	"tether.dev/tether/internal/upgrade"
 )
 
@@ -101,10 +102,13 @@ func New(cfg Config) (*Proxy, error) {
 		logger:     logger,
 	}
 	p.proxy = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     upgrade.Split(cfg.Transport, upgrade.HTTP1Only(cfg.Transport)),
-		FlushInterval: -1, // watches and logs -f: every write goes out at once
-		ErrorHandler:  p.upstreamError,
+		BufferPool: copybuf.Large,
+		Rewrite:    p.rewrite,
+		Transport:  upgrade.Split(cfg.Transport, upgrade.HTTP1Only(cfg.Transport)),
+		// FlushInterval 0: a response of unknown length (watch, logs -f) is
+		// flushed after every write anyway; one of known length goes out in
+		// full TLS records rather than a flush per 32 KiB read.
+		ErrorHandler: p.upstreamError,
 	}
 	return p, nil
 }

@@ -37,6 +37,12 @@ type wsConn struct {
 	// unanswered counts the peer's pings whose answer is not written yet.
 	unanswered atomic.Int64
 
+	// held is the header of a data frame whose payload yamux writes next
+	// (see Write); wbuf joins them. Used only by yamux's send loop.
+	held [yamuxHeaderSize]byte
+	hold bool
+	wbuf []byte
+
 	mu    sync.Mutex // guards cause
 	cause error      // first reason the session ended; nil while it lives
 }
@@ -87,13 +93,39 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write sends p as one WebSocket message. yamux's send loop writes a data
+// frame as two calls, its 12-byte header and then its payload; Write holds
+// such a header back and sends it in one message with the payload, so that
+// a frame costs one message, one TLS record and one system call rather
+// than two of each.
 func (c *wsConn) Write(p []byte) (int, error) {
-	n, err := c.nc.Write(p)
-	c.sent.scan(p[:n])
+	if !c.hold && isDataHeader(p) {
+		copy(c.held[:], p)
+		c.hold = true
+		return len(p), nil
+	}
+	msg := p
+	if c.hold {
+		c.hold = false
+		c.wbuf = append(append(c.wbuf[:0], c.held[:]...), p...)
+		msg = c.wbuf
+		if cap(c.wbuf) > maxFrameData+yamuxHeaderSize {
+			c.wbuf = nil // a frame of someone else's yamux: keep no huge buffer
+		}
+	}
+	n, err := c.nc.Write(msg)
+	c.sent.scan(msg[:n])
 	if err != nil {
 		c.setCause(fmt.Errorf("tunnel: write: %w", err))
+		return max(0, n-(len(msg)-len(p))), err
 	}
-	return n, err
+	return len(p), nil
+}
+
+// isDataHeader reports whether p is exactly the header of a yamux data
+// frame with a payload, which follows in the next write.
+func isDataHeader(p []byte) bool {
+	return len(p) == yamuxHeaderSize && p[0] == yamuxVersion && p[1] == yamuxTypeData && binary.BigEndian.Uint32(p[8:12]) > 0
 }
 
 // Close aborts the connection without a close handshake. yamux calls it when
