@@ -291,9 +291,13 @@ func (a *Agent) serve(ctx context.Context) error {
 		}
 		if errors.Is(err, errMovedAway) && up >= time.Second {
 			// A draining hub replica: connect to another one now (its
-			// in-flight requests finish on the old tunnel meanwhile). A hub
-			// that sends every new tunnel away at once gets the backoff.
+			// in-flight requests finish on the old tunnel meanwhile), and
+			// count the wait afresh: a restart the hub announced is not a
+			// failure, and if no other replica answers the agent is back
+			// within about half the restart's length. A hub that sends
+			// every new tunnel away at once gets the backoff.
 			a.logger.Info("hub replica is draining; reconnecting now", "cluster", en.cluster)
+			bo.Reset()
 			continue
 		}
 		wait := bo.Next()

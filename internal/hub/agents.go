@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -30,7 +31,8 @@ const (
 	statusPath = agent.StatusPath
 )
 
-// agentConn is one live tunnel.
+// agentConn is one live tunnel. Its fields are set before it is
+// registered and read-only from then on.
 type agentConn struct {
 	cluster string
 	// key is the agent key the tunnel was authenticated with.
@@ -38,6 +40,9 @@ type agentConn struct {
 	sess      *tunnel.Session
 	gw        *clusterGateway
 	connected time.Time
+	// hb is the heartbeat recorded when the tunnel connected: the versions
+	// its agent reported. Later heartbeats differ only in At.
+	hb store.Heartbeat
 }
 
 // enroll redeems a join token for the public key the agent generated.
@@ -162,18 +167,19 @@ func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
 		KubernetesVersion: clipText(r.Header.Get(agent.HeaderKubernetesVersion), store.MaxVersionLen),
 		At:                now,
 	}
-	conn := &agentConn{cluster: cluster.ID, key: cluster.Agent.PublicKey, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.logger), connected: now}
-	h.register(conn, hb)
+	conn := &agentConn{cluster: cluster.ID, key: cluster.Agent.PublicKey, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.logger), connected: now, hb: hb}
+	h.register(conn)
 }
 
 // register makes conn the cluster's tunnel (the newest connection wins),
-// records it in the store, and watches it until it dies.
-func (h *Hub) register(conn *agentConn, hb store.Heartbeat) {
+// records it in the store, and unregisters it when it ends. While it lives,
+// heartbeatLoop records its heartbeats and checks its key.
+func (h *Hub) register(conn *agentConn) {
 	h.mu.Lock()
 	old := h.tunnels[conn.cluster]
 	h.tunnels[conn.cluster] = conn
 	h.notifyLocalLocked()
-	h.wg.Add(1)
+	h.wg.Add(1) // done by the unregistering below
 	h.mu.Unlock()
 	if old != nil {
 		// Let in-flight requests finish on the old tunnel; its idle
@@ -182,42 +188,23 @@ func (h *Hub) register(conn *agentConn, hb store.Heartbeat) {
 		old.gw.close()
 	}
 	if !h.keyCurrent(conn) {
-		// Deleted or enrolled anew since its agent authenticated: the
-		// goroutine below cleans up.
+		// Deleted or enrolled anew since its agent authenticated: it is
+		// unregistered below.
 		conn.sess.Close()
 	}
-	h.heartbeat(conn.cluster, hb)
 	holder := store.Tunnel{Replica: h.cfg.Replica, ConnectedAt: conn.connected}
-	h.storeOp("record tunnel holder", conn.cluster, func(ctx context.Context) error {
-		return h.cfg.Store.SetTunnel(ctx, conn.cluster, holder)
+	h.storeOp("record tunnel holder and heartbeat", conn.cluster, func(ctx context.Context) error {
+		return h.cfg.Store.RecordConnection(ctx, conn.cluster, holder, conn.hb)
 	})
-	h.logger.Info("agent connected", "cluster", conn.cluster, "agent_version", hb.AgentVersion, "kubernetes_version", hb.KubernetesVersion)
-
-	go func() {
+	h.logger.Info("agent connected", "cluster", conn.cluster, "agent_version", conn.hb.AgentVersion, "kubernetes_version", conn.hb.KubernetesVersion)
+	// Registered last, so that clearing the holder follows recording it.
+	conn.sess.AfterEnd(func() {
 		defer h.wg.Done()
-		tick := time.NewTicker(h.cfg.HeartbeatInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				if !h.keyCurrent(conn) {
-					// Deleted, or enrolled anew, through another replica:
-					// the agent is refused when it comes back.
-					h.logger.Info("agent key revoked; closing its tunnel", "cluster", conn.cluster)
-					conn.sess.Close()
-					continue // Done follows
-				}
-				hb.At = h.cfg.Now()
-				h.heartbeat(conn.cluster, hb)
-			case <-conn.sess.Done():
-				h.unregister(conn, hb, holder)
-				return
-			}
-		}
-	}()
+		h.unregister(conn, holder)
+	})
 }
 
-func (h *Hub) unregister(conn *agentConn, hb store.Heartbeat, holder store.Tunnel) {
+func (h *Hub) unregister(conn *agentConn, holder store.Tunnel) {
 	h.mu.Lock()
 	if h.tunnels[conn.cluster] == conn {
 		delete(h.tunnels, conn.cluster)
@@ -225,6 +212,7 @@ func (h *Hub) unregister(conn *agentConn, hb store.Heartbeat, holder store.Tunne
 	}
 	h.mu.Unlock()
 	conn.gw.close()
+	hb := conn.hb
 	hb.At = h.cfg.Now()
 	h.heartbeat(conn.cluster, hb)
 	h.storeOp("clear tunnel holder", conn.cluster, func(ctx context.Context) error {
@@ -238,6 +226,59 @@ func (h *Hub) heartbeat(cluster string, hb store.Heartbeat) {
 	h.storeOp("record heartbeat", cluster, func(ctx context.Context) error {
 		return h.cfg.Store.RecordHeartbeat(ctx, cluster, hb)
 	})
+}
+
+// heartbeatLoop runs heartbeats every HeartbeatInterval until ctx ends.
+func (h *Hub) heartbeatLoop(ctx context.Context) {
+	tick := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.heartbeats()
+	}
+}
+
+// heartbeats checks the agent keys of all this replica's tunnels with one
+// store read and closes those whose key was revoked (their cluster deleted,
+// or its agent enrolled anew, through another replica: the agent is
+// refused when it comes back), then records the others' heartbeats with
+// one store write. When the store cannot say, the tunnels stay.
+func (h *Hub) heartbeats() {
+	conns := h.localTunnels()
+	if len(conns) == 0 {
+		return
+	}
+	ids := make([]string, len(conns))
+	for i, c := range conns {
+		ids[i] = c.cluster
+	}
+	var keys map[string][]byte
+	keysErr := h.storeOps("check agent keys", len(ids), func(ctx context.Context) (err error) {
+		keys, err = h.cfg.Store.ListAgentKeys(ctx, ids)
+		return err
+	})
+	now := h.cfg.Now()
+	hbs := make(map[string]store.Heartbeat, len(conns))
+	var revoked []*agentConn
+	for _, c := range conns {
+		if key, ok := keys[c.cluster]; keysErr == nil && (!ok || !bytes.Equal(key, c.key)) {
+			h.logger.Info("agent key revoked; closing its tunnel", "cluster", c.cluster)
+			revoked = append(revoked, c)
+			continue
+		}
+		hb := c.hb
+		hb.At = now
+		hbs[c.cluster] = hb
+	}
+	h.storeOps("record heartbeats", len(hbs), func(ctx context.Context) error {
+		return h.cfg.Store.RecordHeartbeats(ctx, hbs)
+	})
+	// Each is unregistered when it has ended.
+	inParallel(revoked, func(c *agentConn) { c.sess.Close() })
 }
 
 // keyCurrent reports whether conn's cluster still exists with the key its
@@ -276,14 +317,25 @@ func (h *Hub) storeOp(what, cluster string, op func(context.Context) error) erro
 	return err
 }
 
+// storeOps is storeOp for an operation on n clusters at once.
+func (h *Hub) storeOps(what string, n int, op func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := op(ctx)
+	if err != nil {
+		h.logger.Warn(what, "clusters", n, "err", err)
+	}
+	return err
+}
+
 func (h *Hub) lookup(cluster string) *agentConn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.tunnels[cluster]
 }
 
-// closeTunnel closes the cluster's tunnel if this replica holds it; its
-// watcher goroutine then unregisters it.
+// closeTunnel closes the cluster's tunnel if this replica holds it; it is
+// then unregistered.
 func (h *Hub) closeTunnel(cluster string) {
 	if conn := h.lookup(cluster); conn != nil {
 		conn.sess.Close()
@@ -291,25 +343,51 @@ func (h *Hub) closeTunnel(cluster string) {
 }
 
 // goAwayAll asks every agent to reconnect elsewhere, and returns how many
-// it asked.
+// it asked. The GoAways are sent outside h.mu, several at once: each waits
+// for its frame to be written.
 func (h *Hub) goAwayAll() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range h.tunnels {
+	conns := h.localTunnels()
+	inParallel(conns, func(c *agentConn) {
 		c.sess.GoAway()
 		c.gw.close()
-	}
+	})
+	h.mu.Lock()
 	h.notifyLocalLocked() // requests waiting on these look elsewhere
-	return len(h.tunnels)
+	h.mu.Unlock()
+	return len(conns)
 }
 
-func (h *Hub) closeAll() {
+// maxParallel bounds the goroutines of inParallel.
+const maxParallel = 64
+
+// inParallel calls f on each of conns, at most maxParallel at a time, and
+// returns when every call has.
+func inParallel(conns []*agentConn, f func(*agentConn)) {
+	slots := make(chan struct{}, maxParallel) // capacity: the bound
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			f(c)
+		})
+	}
+	wg.Wait()
+}
+
+// localTunnels returns the tunnels this replica holds now.
+func (h *Hub) localTunnels() []*agentConn {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	conns := make([]*agentConn, 0, len(h.tunnels))
 	for _, c := range h.tunnels {
 		conns = append(conns, c)
 	}
-	h.mu.Unlock()
+	return conns
+}
+
+func (h *Hub) closeAll() {
+	conns := h.localTunnels()
 	for _, c := range conns {
 		c.sess.Close()
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -270,6 +271,32 @@ func TestConnectivity(t *testing.T) {
 	defer a.stop()
 	waitConnected(t, f, c.Cluster.ID)
 	check("agent back", connectivity{StatusConnected, true})
+}
+
+// TestHeartbeats: while a tunnel is up, the hub records its heartbeat every
+// HeartbeatInterval, on its clock, with the version its agent reported.
+func TestHeartbeats(t *testing.T) {
+	f := newFixtureConfig(t, func(c *Config) { c.HeartbeatInterval = 10 * time.Millisecond })
+	c := f.createCluster(t, "prod", "edge-1")
+	a := startAgent(t, f, newAPIServer(t), c.Join.JoinToken, t.TempDir())
+	defer a.stop()
+	waitConnected(t, f, c.Cluster.ID)
+	for i := range 3 {
+		later := f.clock().Add(time.Second)
+		f.set(later)
+		var got store.Agent
+		poll(t, fmt.Sprintf("heartbeat %d at the hub's time", i), func() bool {
+			cl, err := f.hub.cfg.Store.GetCluster(context.Background(), c.Cluster.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = cl.Agent
+			return got.LastSeenAt.Equal(later.Truncate(time.Microsecond))
+		})
+		if got.Version != "v-test" {
+			t.Errorf("heartbeat %d: agent version %q, want %q", i, got.Version, "v-test")
+		}
+	}
 }
 
 // TestExpiredAgentKey: an agent unheard of for longer than the key's

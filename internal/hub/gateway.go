@@ -23,7 +23,7 @@ import (
 // the transport makes is one stream on the tunnel; idle ones are reused.
 type clusterGateway struct {
 	cluster   string
-	transport *http.Transport
+	transport *streamTransport
 	proxy     *httputil.ReverseProxy
 	// stream is proxy with small copy buffers, for long-lived streams
 	// (longStream).
@@ -36,13 +36,10 @@ const tunnelHost = "cluster.tether.invalid"
 
 func newClusterGateway(cluster string, sess *tunnel.Session, logger *slog.Logger) *clusterGateway {
 	g := &clusterGateway{cluster: cluster, logger: logger}
-	g.transport = &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return sess.Open(ctx)
-		},
-		ForceAttemptHTTP2:   false, // HTTP/1.1 over streams: upgrades just work
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
+	g.transport = &streamTransport{
+		open:        func(ctx context.Context) (net.Conn, error) { return sess.Open(ctx) },
+		maxIdle:     64,
+		idleTimeout: 90 * time.Second,
 		// No response-header timeout: the API server answers watches and
 		// upgrades at once, and a slow answer is the API server's to time out.
 	}

@@ -170,7 +170,9 @@ type Hub struct {
 	tunnels map[string]*agentConn // cluster ID -> its live tunnel
 	// tunnelsChanged is closed and replaced when tunnels changes.
 	tunnelsChanged chan struct{}
-	wg             sync.WaitGroup // per-tunnel goroutines
+	// wg counts the tunnels registered and not yet unregistered (their
+	// unregistering runs in a goroutine of its own once they end).
+	wg sync.WaitGroup
 
 	// audit records the audit trail (see audit.go).
 	audit *auditor
@@ -411,17 +413,19 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 
 	// The replica loops: the lease stops when the drain gives the routes
 	// up; the routes are followed until the end, for the requests still
-	// being forwarded.
+	// being forwarded. The tunnels' heartbeats go on until the end too.
 	loops, stopLoops := context.WithCancel(context.Background())
 	lease, stopLease := context.WithCancel(loops)
 	defer stopLease()
-	var leaseDone, watchDone sync.WaitGroup
+	var leaseDone, loopsDone sync.WaitGroup
 	if h.rt != nil {
 		leaseDone.Add(1)
-		watchDone.Add(1)
+		loopsDone.Add(1)
 		go func() { defer leaseDone.Done(); h.leaseLoop(lease) }()
-		go func() { defer watchDone.Done(); h.watchLoop(loops, h.watcher) }()
+		go func() { defer loopsDone.Done(); h.watchLoop(loops, h.watcher) }()
 	}
+	loopsDone.Add(1)
+	go func() { defer loopsDone.Done(); h.heartbeatLoop(loops) }()
 	// The audit trail is written until every request is done.
 	auditing, stopAudit := context.WithCancel(context.Background())
 	var auditDone sync.WaitGroup
@@ -434,7 +438,7 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 	defer func() {
 		stopLoops()
 		leaseDone.Wait()
-		watchDone.Wait()
+		loopsDone.Wait()
 	}()
 
 	errc := make(chan error, 1)

@@ -73,7 +73,13 @@ func newFixtureConfig(t *testing.T, edit func(*Config)) *fixture {
 	}
 	f.hub = h
 	f.srv = httptest.NewTLSServer(h.Handler())
+	// Serve's loop that the tunnels need: their heartbeats and key checks.
+	beats, stopBeats := context.WithCancel(context.Background())
+	var beating sync.WaitGroup
+	beating.Go(func() { h.heartbeatLoop(beats) })
 	t.Cleanup(func() {
+		stopBeats()
+		beating.Wait()
 		h.closeAll()
 		f.srv.Close()
 		h.wg.Wait()

@@ -213,8 +213,7 @@ func (h *Hub) peerResponse(resp *http.Response) error {
 	return nil
 }
 
-// replayable reports whether a forwarded request can be sent again: it
-// has no body.
+// replayable reports whether a request can be sent again: it has no body.
 func replayable(out *http.Request) bool { return out.Body == nil || out.Body == http.NoBody }
 
 // peerError handles a forward that failed before the holder answered

@@ -82,6 +82,17 @@ type Store interface {
 	// sets its LastSeenAt to hb.At. The last call wins, whatever its time.
 	// It returns ErrNotFound if the cluster does not exist.
 	RecordHeartbeat(ctx context.Context, id string, hb Heartbeat) error
+	// RecordHeartbeats is RecordHeartbeat for many clusters in one change,
+	// hbs by cluster ID: a hub records the heartbeats of all its tunnels
+	// at once. A cluster that does not exist (deleted meanwhile) is skipped,
+	// not an error. Every ID and heartbeat is validated first: if one is
+	// invalid, nothing is recorded.
+	RecordHeartbeats(ctx context.Context, hbs map[string]Heartbeat) error
+	// ListAgentKeys returns the agent key (Agent.PublicKey) of each of the
+	// clusters ids that exists, by cluster ID, read at one instant: nil for
+	// a cluster whose agent has not enrolled; a cluster that does not exist
+	// is absent. A hub checks the keys of all its tunnels at once with it.
+	ListAgentKeys(ctx context.Context, ids []string) (map[string][]byte, error)
 	// RecordAgentStatus stores st as the cluster's latest agent status
 	// report (Agent.Status), replacing the previous one whole: the last call
 	// wins, whatever its time. It changes nothing else (the versions and
@@ -92,6 +103,11 @@ type Store interface {
 	// t.ConnectedAt, replacing any previous holder (the newest connection
 	// wins). It returns ErrNotFound if the cluster does not exist.
 	SetTunnel(ctx context.Context, id string, t Tunnel) error
+	// RecordConnection is SetTunnel(ctx, id, t) and RecordHeartbeat(ctx, id,
+	// hb) in one change: what a hub records when an agent connects. It
+	// returns ErrNotFound if the cluster does not exist, and changes
+	// nothing if t or hb is invalid.
+	RecordConnection(ctx context.Context, id string, t Tunnel, hb Heartbeat) error
 	// ClearTunnel clears the cluster's tunnel holder only if it is still t
 	// (same Replica and ConnectedAt), so a replica whose connection was
 	// superseded, by another replica or by a newer connection to itself,

@@ -364,3 +364,14 @@ func ValidateAuditEvent(e audit.Event) error {
 	}
 	return nil
 }
+
+// AgentKeysFor checks the cluster IDs a ListAgentKeys is given and returns
+// the empty map the backend fills.
+func AgentKeysFor(ids []string) (map[string][]byte, error) {
+	for _, id := range ids {
+		if _, _, err := ParseClusterID(id); err != nil {
+			return nil, fmt.Errorf("list agent keys: %w", err)
+		}
+	}
+	return make(map[string][]byte, len(ids)), nil
+}

@@ -71,3 +71,26 @@ func BenchmarkOpenStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStreamRoundTrip measures one small message there and back on an
+// open stream: the latency the tunnel adds to a small request.
+func BenchmarkStreamRoundTrip(b *testing.B) {
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			hub, agent := newPair(b, pairOptions{tls: tr.tls})
+			serveEcho(b, agent)
+			c := open(b, hub)
+			msg := make([]byte, 256)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

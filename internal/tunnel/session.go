@@ -138,7 +138,13 @@ type Session struct {
 	closed  bool       // Close was called: start no goroutine
 	ended   bool       // the multiplexer is shutting down: streams are woken
 	streams map[*stream]struct{}
-	wg      sync.WaitGroup // goroutines the session started; Close waits for them
+	// afterEnd are the functions AfterEnd registered, run when the
+	// session ends; nil from then on.
+	afterEnd []func()
+	// pinger sends the next keepalive ping (see keepalive); stopped when
+	// the session ends.
+	pinger *time.Timer
+	wg     sync.WaitGroup // goroutines the session started; Close waits for them
 }
 
 // newSession starts a session on ws. client is true on the side that
@@ -150,7 +156,7 @@ func newSession(ws *websocket.Conn, client bool, cfg Config) (*Session, error) {
 		goAwayRecv: make(chan struct{}),
 		streams:    make(map[*stream]struct{}),
 	}
-	s.conn = newWSConn(ws, s.peerGoAway, s.endStreams)
+	s.conn = newWSConn(ws, s.peerGoAway, s.end)
 	ycfg := &yamux.Config{
 		AcceptBacklog: acceptBacklog,
 		// The session runs its own keepalive (same pings, same timing as
@@ -173,7 +179,11 @@ func newSession(ws *websocket.Conn, client bool, cfg Config) (*Session, error) {
 		_ = s.conn.Close()
 		return nil, fmt.Errorf("tunnel: start multiplexer: %w", err)
 	}
-	s.goTracked(s.keepalive)
+	s.mu.Lock()
+	if !s.ended {
+		s.pinger = time.AfterFunc(cfg.KeepAliveInterval, s.keepalive)
+	}
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -258,6 +268,22 @@ func (s *Session) HandshakeHeader() http.Header { return s.handshake }
 
 // Done is closed when the session has ended, for any reason.
 func (s *Session) Done() <-chan struct{} { return s.mux.CloseChan() }
+
+// AfterEnd arranges for f to run once the session has ended, for any
+// reason: once, in a goroutine of its own, after Done is closed (Err then
+// says why); at once if the session has already ended. Until then it costs
+// no goroutine, unlike a wait on Done. Close does not wait for f: the
+// caller of AfterEnd owns f's goroutine, and waits for it if it must.
+func (s *Session) AfterEnd(f func()) {
+	s.mu.Lock()
+	if !s.ended {
+		s.afterEnd = append(s.afterEnd, f)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	go f()
+}
 
 // Err is nil while the session lives. Once Done is closed it says why the
 // session ended: net.ErrClosed after Close, ErrKeepAliveTimeout,
@@ -352,21 +378,32 @@ func (s *Session) untrack(c *stream) {
 	s.mu.Unlock()
 }
 
-// endStreams wakes every blocked Read and Write of the session's streams
-// and keeps them from blocking again. yamux's own blocked readers and
-// writers would otherwise spin from the moment it signals shutdown until
-// it has closed each stream, which waits for its receive loop to end.
-func (s *Session) endStreams() {
+// end is called once the multiplexer has signalled its shutdown (Done is
+// closed), when it closes the connection. It stops the keepalive, wakes
+// every blocked Read and Write of the session's streams and keeps them from
+// blocking again, and starts the functions AfterEnd registered. yamux's own
+// blocked readers and writers would otherwise spin from the moment it
+// signals shutdown until it has closed each stream, which waits for its
+// receive loop to end.
+func (s *Session) end() {
 	s.mu.Lock()
 	s.ended = true
+	if s.pinger != nil {
+		s.pinger.Stop()
+	}
 	streams := make([]*stream, 0, len(s.streams))
 	for c := range s.streams {
 		streams = append(streams, c)
 	}
 	clear(s.streams)
+	after := s.afterEnd
+	s.afterEnd = nil
 	s.mu.Unlock()
 	for _, c := range streams {
 		c.sessionEnded()
+	}
+	for _, f := range after {
+		go f()
 	}
 }
 
@@ -386,26 +423,34 @@ func (s *Session) goTracked(f func()) bool {
 	return true
 }
 
-// keepalive pings the peer every KeepAliveInterval and closes the session
-// when a ping is not answered within KeepAliveTimeout.
+// keepalive sends one keepalive ping, from the pinger timer's goroutine,
+// and once the peer has answered arms the timer for the next, one
+// KeepAliveInterval after this one (as a ticker would): an idle session
+// has no goroutine of its own between pings. A ping not answered within
+// KeepAliveTimeout closes the session.
 func (s *Session) keepalive() {
-	t := time.NewTicker(s.cfg.KeepAliveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.mux.CloseChan():
-			return
-		case <-t.C:
-		}
-		if _, err := s.mux.Ping(); err != nil {
-			if s.mux.IsClosed() {
-				return
-			}
-			s.conn.setCause(fmt.Errorf("%w: no answer to a ping within %s: %w", ErrKeepAliveTimeout, s.cfg.KeepAliveTimeout, err))
-			_ = s.mux.Close()
-			return
-		}
+	start := time.Now()
+	s.mu.Lock()
+	if s.closed || s.ended {
+		s.mu.Unlock()
+		return
 	}
+	s.wg.Add(1) // Close waits for a ping in flight
+	s.mu.Unlock()
+	defer s.wg.Done()
+	if _, err := s.mux.Ping(); err != nil {
+		if s.mux.IsClosed() {
+			return
+		}
+		s.conn.setCause(fmt.Errorf("%w: no answer to a ping within %s: %w", ErrKeepAliveTimeout, s.cfg.KeepAliveTimeout, err))
+		_ = s.mux.Close()
+		return
+	}
+	s.mu.Lock()
+	if !s.closed && !s.ended {
+		s.pinger.Reset(max(0, s.cfg.KeepAliveInterval-time.Since(start)))
+	}
+	s.mu.Unlock()
 }
 
 // yamuxLogger passes yamux's log lines to slog: "[ERR]" lines at Warn while

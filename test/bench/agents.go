@@ -647,7 +647,7 @@ type lightAgent struct {
 
 // run keeps a tunnel up as the real agent's serve loop does: on failure it
 // waits the backoff, which a tunnel that stayed up StableAfter resets; after
-// a GoAway it redials at once. Its first dial waits for a place in gate. A
+// a GoAway it resets the backoff and redials at once. Its first dial waits for a place in gate. A
 // permanent refusal (401, 403, 404, 410) stops it.
 func (a *lightAgent) run(ctx context.Context, f *fleet, gate chan struct{}) {
 	bo := backoff.New(agentMinBackoff, agentMaxBackoff)
@@ -700,6 +700,7 @@ func (a *lightAgent) run(ctx context.Context, f *fleet, gate chan struct{}) {
 			bo.Reset()
 		}
 		if movedAway && up >= agentGoAwayAfter {
+			bo.Reset()
 			continue
 		}
 		if !sleepFor(ctx, bo.Next()) {

@@ -22,11 +22,12 @@ func TestDataPathSections(t *testing.T) {
 	o := Options{Tether: tether, Dir: t.TempDir(), Quick: true, Log: testLog{t}}
 	want := map[string][]string{
 		"requests": {"64 conns HTTP/1.1: rate", "hub+agent CPU per request", "HTTP/2 1 conn 64 streams: rate", "serial: p50"},
-		"bulk":     {"one stream", "one stream: hub+agent CPU", "8 streams together", "agent RSS after the data path's load"},
+		"bulk":     {"one stream", "one stream: hub+agent CPU", "8 streams together", "agent private memory (RssAnon) after the data path's load"},
 		"fairness": {"small-request p99"},
 		"streams":  {"hub memory per idle stream", "agent memory per idle stream"},
+		"restart":  {"one agent usable again after the hub is back: median", "one agent usable again after the hub is back: worst"},
 	}
-	for _, s := range []Section{Requests, Bulk, Fairness, Streams} {
+	for _, s := range []Section{Requests, Bulk, Fairness, Streams, Restart} {
 		t.Run(s.Name, func(t *testing.T) {
 			r := NewReport("test")
 			if err := s.Run(ctx, o, r); err != nil {

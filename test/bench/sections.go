@@ -1,4 +1,4 @@
 package bench
 
 // All is every section, in the order make bench runs them.
-var All = []Section{Requests, Bulk, Fairness, Streams, Agents, Reconnect, Kubernetes}
+var All = []Section{Requests, Bulk, Fairness, Streams, Restart, Agents, Reconnect, Kubernetes}

@@ -216,6 +216,10 @@ type ProcStat struct {
 	CPU time.Duration // user + system
 	RSS int64         // resident bytes
 	HWM int64         // peak resident bytes
+	// Anon is the private part of RSS: the heap, stacks and the runtime's
+	// other allocations, without the executable's pages (RssFile), which
+	// are page cache shared with every process running the binary.
+	Anon int64
 }
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's times; 100 on Linux.
@@ -257,6 +261,8 @@ func ReadProc(pid int) (ProcStat, error) {
 			s.RSS = kb << 10
 		case "VmHWM":
 			s.HWM = kb << 10
+		case "RssAnon":
+			s.Anon = kb << 10
 		}
 	}
 	return s, sc.Err()

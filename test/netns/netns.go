@@ -358,7 +358,13 @@ func (e *cmdError) Unwrap() error { return e.err }
 func isExists(err error) bool { return cmdOutputHas(err, "File exists") }
 
 // isNoDevice reports whether err is ip's "Cannot find device".
-func isNoDevice(err error) bool { return cmdOutputHas(err, "Cannot find device") }
+// isNoDevice reports whether ip found no such link: "Cannot find device"
+// when the name lookup fails, "No such device" when the link went away
+// between the lookup and the delete (a namespace's veth pair is removed
+// asynchronously after the namespace).
+func isNoDevice(err error) bool {
+	return cmdOutputHas(err, "Cannot find device") || cmdOutputHas(err, "No such device")
+}
 
 func cmdOutputHas(err error, s string) bool {
 	var ce *cmdError

@@ -147,6 +147,75 @@ func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbe
 		hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At))
 }
 
+// RecordHeartbeats implements store.Store: one UPDATE, the heartbeats
+// passed as arrays. Two calls that share clusters (two replicas holding
+// tunnels of one cluster for a moment, while its agent moves) may, rarely,
+// lock them in opposite orders: PostgreSQL then fails one with a deadlock,
+// and that replica's next round records its heartbeats.
+func (s *Store) RecordHeartbeats(ctx context.Context, hbs map[string]store.Heartbeat) error {
+	ids := make([]string, 0, len(hbs))
+	for id, hb := range hbs {
+		if _, _, err := store.ParseClusterID(id); err != nil {
+			return fmt.Errorf("record heartbeats: %w", err)
+		}
+		if err := hb.Validate(); err != nil {
+			return fmt.Errorf("record heartbeats: cluster %s: %w", id, err)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	agentVersions := make([]string, len(ids))
+	kubeVersions := make([]string, len(ids))
+	times := make([]pgtype.Timestamptz, len(ids))
+	for i, id := range ids {
+		hb := hbs[id]
+		agentVersions[i], kubeVersions[i], times[i] = hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At)
+	}
+	err := s.read(ctx, func(q querier) error {
+		// A cluster deleted meanwhile matches no row: skipped.
+		_, err := q.Exec(ctx, `
+			UPDATE clusters AS c
+			SET agent_version = hb.agent_version, kubernetes_version = hb.kubernetes_version, last_seen_at = hb.at
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS hb(id, agent_version, kubernetes_version, at)
+			WHERE c.id = hb.id`,
+			ids, agentVersions, kubeVersions, times)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record heartbeats of %d clusters: %w", len(ids), err)
+	}
+	return nil
+}
+
+// ListAgentKeys implements store.Store: one query, one snapshot.
+func (s *Store) ListAgentKeys(ctx context.Context, ids []string) (map[string][]byte, error) {
+	keys, err := store.AgentKeysFor(ids)
+	if err != nil || len(ids) == 0 {
+		return keys, err
+	}
+	err = s.read(ctx, func(q querier) error {
+		rows, err := q.Query(ctx, `SELECT id, agent_public_key FROM clusters WHERE id = ANY($1::text[])`, ids)
+		if err != nil {
+			return err
+		}
+		var (
+			id  string
+			key []byte
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+			keys[id] = key
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list agent keys: %w", err)
+	}
+	return keys, nil
+}
+
 // RecordAgentStatus implements store.Store.
 func (s *Store) RecordAgentStatus(ctx context.Context, id string, st store.AgentStatus) error {
 	return s.updateCluster(ctx, "record agent status", id, st, `
@@ -164,6 +233,31 @@ func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error 
 		UPDATE clusters SET tunnel_replica = $2, tunnel_connected_at = $3
 		WHERE id = $1`,
 		t.Replica, dbTime(t.ConnectedAt))
+}
+
+// RecordConnection implements store.Store: one UPDATE, which the trigger
+// sees as SetTunnel's.
+func (s *Store) RecordConnection(ctx context.Context, id string, t store.Tunnel, hb store.Heartbeat) error {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("record connection: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	if err := hb.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	err := s.read(ctx, func(q querier) error {
+		return execOne(ctx, q, `
+			UPDATE clusters SET tunnel_replica = $2, tunnel_connected_at = $3,
+				agent_version = $4, kubernetes_version = $5, last_seen_at = $6
+			WHERE id = $1`,
+			id, t.Replica, dbTime(t.ConnectedAt), hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At))
+	})
+	if err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	return nil
 }
 
 // updateCluster validates the cluster ID and v, then runs query, an UPDATE

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -145,6 +146,85 @@ func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbe
 		hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At))
 }
 
+// RecordHeartbeats implements store.Store: one transaction, one UPDATE
+// of each cluster's row.
+func (s *Store) RecordHeartbeats(ctx context.Context, hbs map[string]store.Heartbeat) error {
+	if err := validateHeartbeats(hbs); err != nil {
+		return err
+	}
+	if len(hbs) == 0 {
+		return nil
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `
+			UPDATE clusters SET agent_version = ?, kubernetes_version = ?, last_seen_at = ?
+			WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for id, hb := range hbs {
+			// No row touched: deleted meanwhile, skipped.
+			if _, err := stmt.ExecContext(ctx, hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At), id); err != nil {
+				return fmt.Errorf("cluster %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record heartbeats of %d clusters: %w", len(hbs), err)
+	}
+	return nil
+}
+
+// validateHeartbeats checks the IDs and heartbeats of RecordHeartbeats.
+func validateHeartbeats(hbs map[string]store.Heartbeat) error {
+	for id, hb := range hbs {
+		if _, _, err := store.ParseClusterID(id); err != nil {
+			return fmt.Errorf("record heartbeats: %w", err)
+		}
+		if err := hb.Validate(); err != nil {
+			return fmt.Errorf("record heartbeats: cluster %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// ListAgentKeys implements store.Store: one query, the IDs passed as one
+// JSON array (any number of them, where SQLite bounds the parameters of a
+// statement).
+func (s *Store) ListAgentKeys(ctx context.Context, ids []string) (map[string][]byte, error) {
+	keys, err := store.AgentKeysFor(ids)
+	if err != nil || len(ids) == 0 {
+		return keys, err
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("list agent keys: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT id, agent_public_key FROM clusters
+		WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, fmt.Errorf("list agent keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id  string
+			key []byte
+		)
+		if err := rows.Scan(&id, &key); err != nil {
+			return nil, fmt.Errorf("list agent keys: %w", err)
+		}
+		keys[id] = key
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list agent keys: %w", err)
+	}
+	return keys, nil
+}
+
 // RecordAgentStatus implements store.Store.
 func (s *Store) RecordAgentStatus(ctx context.Context, id string, st store.AgentStatus) error {
 	return s.updateCluster(ctx, "record agent status", id, st, `
@@ -172,6 +252,32 @@ func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error 
 	})
 	if err != nil {
 		return fmt.Errorf("set tunnel of cluster %s: %w", id, err)
+	}
+	return nil
+}
+
+// RecordConnection implements store.Store: one UPDATE, a change that the
+// watches see as SetTunnel's is.
+func (s *Store) RecordConnection(ctx context.Context, id string, t store.Tunnel, hb store.Heartbeat) error {
+	if _, _, err := store.ParseClusterID(id); err != nil {
+		return fmt.Errorf("record connection: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	if err := hb.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
+		err := execOne(ctx, tx, `
+			UPDATE clusters SET tunnel_replica = ?, tunnel_connected_at = ?,
+				agent_version = ?, kubernetes_version = ?, last_seen_at = ?
+			WHERE id = ?`,
+			t.Replica, dbTime(t.ConnectedAt), hb.AgentVersion, hb.KubernetesVersion, dbTime(hb.At), id)
+		return []string{id}, err
+	})
+	if err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -345,6 +346,195 @@ func testRecordHeartbeat(t *testing.T, s store.Store) {
 	}
 }
 
+func testRecordHeartbeats(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	web := mustCreate(ctx, t, s, "prod", "web")
+	api := mustCreate(ctx, t, s, "prod", "api")
+	idle := mustCreate(ctx, t, s, "prod", "idle")
+	gone := mustCreate(ctx, t, s, "prod", "gone")
+	if err := s.DeleteCluster(ctx, gone.ID); err != nil {
+		t.Fatalf("DeleteCluster: %v", err)
+	}
+	seen := func(c store.Cluster, version, kube string, at time.Time) store.Cluster {
+		c.Agent.Version, c.Agent.KubernetesVersion, c.Agent.LastSeenAt = version, kube, stored(at)
+		return c
+	}
+
+	// Applied in order.
+	steps := []struct {
+		name string
+		hbs  map[string]store.Heartbeat
+		want []store.Cluster // ListClusters: api, idle, web
+	}{
+		{
+			name: "none",
+			want: []store.Cluster{api, idle, web},
+		},
+		{
+			name: "two, and a cluster deleted meanwhile is skipped",
+			hbs: map[string]store.Heartbeat{
+				web.ID:  {AgentVersion: "v0.1.0", KubernetesVersion: "v1.31.2", At: at(time.Minute)},
+				api.ID:  {AgentVersion: "v0.2.0", At: at(time.Minute + time.Second)},
+				gone.ID: {AgentVersion: "v0.3.0", At: at(time.Minute)},
+			},
+			want: []store.Cluster{
+				seen(api, "v0.2.0", "", at(time.Minute+time.Second)),
+				idle,
+				seen(web, "v0.1.0", "v1.31.2", at(time.Minute)),
+			},
+		},
+		{
+			name: "older time, last call wins; the others stay",
+			hbs: map[string]store.Heartbeat{
+				web.ID: {AgentVersion: "v0.1.1", KubernetesVersion: "v1.32.0", At: at(30 * time.Second)},
+			},
+			want: []store.Cluster{
+				seen(api, "v0.2.0", "", at(time.Minute+time.Second)),
+				idle,
+				seen(web, "v0.1.1", "v1.32.0", at(30*time.Second)),
+			},
+		},
+	}
+	for _, tt := range steps {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.RecordHeartbeats(t.Context(), tt.hbs); err != nil {
+				t.Fatalf("RecordHeartbeats: %v", err)
+			}
+			got, err := s.ListClusters(t.Context(), store.ClusterFilter{})
+			if err != nil {
+				t.Fatalf("ListClusters: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got, opts); diff != "" {
+				t.Errorf("clusters after the heartbeats (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// Nothing is recorded when one is invalid, not even the valid ones.
+	before, err := s.ListClusters(ctx, store.ClusterFilter{})
+	if err != nil {
+		t.Fatalf("ListClusters: %v", err)
+	}
+	valid := store.Heartbeat{AgentVersion: "v9", At: at(time.Hour)}
+	errs := []struct {
+		name string
+		id   string
+		hb   store.Heartbeat
+	}{
+		{"malformed ID", "prod/web", valid},
+		{"zero time", api.ID, store.Heartbeat{AgentVersion: "v1"}},
+		{"version too long", api.ID, store.Heartbeat{AgentVersion: strings.Repeat("1", store.MaxVersionLen+1), At: t0}},
+		{"control character", api.ID, store.Heartbeat{KubernetesVersion: "v1.31\x00", At: t0}},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			hbs := map[string]store.Heartbeat{web.ID: valid, tt.id: tt.hb}
+			if err := s.RecordHeartbeats(t.Context(), hbs); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("RecordHeartbeats = %v, want %v", err, store.ErrInvalid)
+			}
+			got, err := s.ListClusters(t.Context(), store.ClusterFilter{})
+			if err != nil {
+				t.Fatalf("ListClusters: %v", err)
+			}
+			if diff := cmp.Diff(before, got, opts); diff != "" {
+				t.Errorf("a refused call changed clusters (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func testListAgentKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	web := mustCreate(ctx, t, s, "prod", "web")
+	api := mustCreate(ctx, t, s, "prod", "api")
+	db := mustCreate(ctx, t, s, "prod", "db")
+	enroll := func(c store.Cluster, secret, key string) {
+		t.Helper()
+		mustCreateToken(ctx, t, s, c.ID, secret)
+		if _, err := s.RedeemJoinToken(ctx, hashOf(secret), t0, []byte(key)); err != nil {
+			t.Fatalf("RedeemJoinToken: %v", err)
+		}
+	}
+	enroll(web, "web-1", "web-key-1")
+	enroll(db, "db-1", "db-key")
+	unknown := store.ClusterID("prod", "nope")
+	// More IDs than a statement of SQLite takes parameters.
+	many := []string{web.ID, api.ID}
+	for i := range 40000 {
+		many = append(many, store.ClusterID("absent", fmt.Sprintf("c%d", i)))
+	}
+
+	// Applied in order.
+	steps := []struct {
+		name   string
+		change func(t *testing.T)
+		ids    []string
+		want   map[string][]byte
+	}{
+		{
+			name: "enrolled, not enrolled, unknown",
+			ids:  []string{web.ID, api.ID, unknown},
+			want: map[string][]byte{web.ID: []byte("web-key-1"), api.ID: nil},
+		},
+		{name: "none", ids: nil, want: map[string][]byte{}},
+		{name: "twice the same", ids: []string{db.ID, db.ID}, want: map[string][]byte{db.ID: []byte("db-key")}},
+		{name: "many", ids: many, want: map[string][]byte{web.ID: []byte("web-key-1"), api.ID: nil}},
+		{
+			name:   "enrolled anew",
+			change: func(*testing.T) { enroll(web, "web-2", "web-key-2") },
+			ids:    []string{web.ID, db.ID},
+			want:   map[string][]byte{web.ID: []byte("web-key-2"), db.ID: []byte("db-key")},
+		},
+		{
+			name: "deleted",
+			change: func(t *testing.T) {
+				if err := s.DeleteCluster(t.Context(), db.ID); err != nil {
+					t.Fatalf("DeleteCluster: %v", err)
+				}
+			},
+			ids:  []string{web.ID, db.ID},
+			want: map[string][]byte{web.ID: []byte("web-key-2")},
+		},
+	}
+	for _, tt := range steps {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.change != nil {
+				tt.change(t)
+			}
+			got, err := s.ListAgentKeys(t.Context(), tt.ids)
+			if err != nil {
+				t.Fatalf("ListAgentKeys: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got, opts); diff != "" {
+				t.Errorf("keys (-want +got):\n%s", diff)
+			}
+			if got == nil {
+				t.Error("ListAgentKeys returned a nil map")
+			}
+		})
+	}
+
+	t.Run("no alias", func(t *testing.T) {
+		got, err := s.ListAgentKeys(t.Context(), []string{web.ID})
+		if err != nil {
+			t.Fatalf("ListAgentKeys: %v", err)
+		}
+		got[web.ID][0] = 'X'
+		again, err := s.ListAgentKeys(t.Context(), []string{web.ID})
+		if err != nil {
+			t.Fatalf("ListAgentKeys: %v", err)
+		}
+		if diff := cmp.Diff(map[string][]byte{web.ID: []byte("web-key-2")}, again, opts); diff != "" {
+			t.Errorf("keys after changing a returned one (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("malformed ID", func(t *testing.T) {
+		if _, err := s.ListAgentKeys(t.Context(), []string{web.ID, "prod/web"}); !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("ListAgentKeys = %v, want %v", err, store.ErrInvalid)
+		}
+	})
+}
+
 func testTunnel(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	web := mustCreate(ctx, t, s, "prod", "web")
@@ -396,6 +586,83 @@ func testTunnel(t *testing.T, s store.Store) {
 				t.Errorf("cluster mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+	if diff := cmp.Diff(other, mustGet(ctx, t, s, other.ID), opts); diff != "" {
+		t.Errorf("another cluster changed (-want +got):\n%s", diff)
+	}
+}
+
+// testRecordConnection: RecordConnection is SetTunnel and RecordHeartbeat
+// at once.
+func testRecordConnection(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	web := mustCreate(ctx, t, s, "prod", "web")
+	other := mustCreate(ctx, t, s, "prod", "api")
+	a1 := store.Tunnel{Replica: "hub-a", ConnectedAt: at(time.Minute + 1)}
+	b1 := store.Tunnel{Replica: "hub-b", ConnectedAt: at(2*time.Minute + 999)}
+	connected := func(tun store.Tunnel, version string) store.Cluster {
+		c := created("prod", "web")
+		c.Tunnel = store.Tunnel{Replica: tun.Replica, ConnectedAt: stored(tun.ConnectedAt)}
+		c.Agent.Version, c.Agent.KubernetesVersion, c.Agent.LastSeenAt = version, "v1.31.2", stored(tun.ConnectedAt)
+		return c
+	}
+
+	// Applied in order to the same cluster.
+	steps := []struct {
+		name    string
+		tunnel  store.Tunnel
+		version string
+	}{
+		{"replica a", a1, "v0.1.0"},
+		{"replica b takes over", b1, "v0.2.0"},
+	}
+	for _, tt := range steps {
+		t.Run(tt.name, func(t *testing.T) {
+			hb := store.Heartbeat{AgentVersion: tt.version, KubernetesVersion: "v1.31.2", At: tt.tunnel.ConnectedAt}
+			if err := s.RecordConnection(t.Context(), web.ID, tt.tunnel, hb); err != nil {
+				t.Fatalf("RecordConnection: %v", err)
+			}
+			if diff := cmp.Diff(connected(tt.tunnel, tt.version), mustGet(t.Context(), t, s, web.ID), opts); diff != "" {
+				t.Errorf("cluster (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// The holder recorded is the one ClearTunnel compares with.
+	if cleared, err := s.ClearTunnel(ctx, web.ID, a1); err != nil || cleared {
+		t.Errorf("ClearTunnel of the superseded holder = %v, %v; want false, nil", cleared, err)
+	}
+	if cleared, err := s.ClearTunnel(ctx, web.ID, b1); err != nil || !cleared {
+		t.Errorf("ClearTunnel of the holder = %v, %v; want true, nil", cleared, err)
+	}
+	want := connected(b1, "v0.2.0")
+	want.Tunnel = store.Tunnel{}
+	if diff := cmp.Diff(want, mustGet(ctx, t, s, web.ID), opts); diff != "" {
+		t.Errorf("cluster after ClearTunnel (-want +got):\n%s", diff)
+	}
+
+	validHB := store.Heartbeat{AgentVersion: "v9", At: at(time.Hour)}
+	errs := []struct {
+		name    string
+		id      string
+		tunnel  store.Tunnel
+		hb      store.Heartbeat
+		wantErr error
+	}{
+		{"unknown cluster", "/groups/prod/clusters/nope", a1, validHB, store.ErrNotFound},
+		{"malformed ID", "prod/web", a1, validHB, store.ErrInvalid},
+		{"empty replica", web.ID, store.Tunnel{ConnectedAt: t0}, validHB, store.ErrInvalid},
+		{"heartbeat without a time", web.ID, a1, store.Heartbeat{AgentVersion: "v9"}, store.ErrInvalid},
+		{"version too long", web.ID, a1, store.Heartbeat{AgentVersion: strings.Repeat("1", store.MaxVersionLen+1), At: t0}, store.ErrInvalid},
+	}
+	for _, tt := range errs {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := s.RecordConnection(t.Context(), tt.id, tt.tunnel, tt.hb); !errors.Is(err, tt.wantErr) {
+				t.Errorf("RecordConnection = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	if diff := cmp.Diff(want, mustGet(ctx, t, s, web.ID), opts); diff != "" {
+		t.Errorf("failed calls changed the cluster (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(other, mustGet(ctx, t, s, other.ID), opts); diff != "" {
 		t.Errorf("another cluster changed (-want +got):\n%s", diff)

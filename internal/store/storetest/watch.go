@@ -145,8 +145,15 @@ func testWatchClusters(t *testing.T, s store.Store) {
 	}{
 		{"tunnel set", set(web, tunnelOf("hub-a", time.Minute)), []string{web}},
 		{"tunnel taken over", set(web, tunnelOf("hub-b", 2*time.Minute)), []string{web}},
+		{"connection recorded", func(ctx context.Context) error {
+			return s.RecordConnection(ctx, web, tunnelOf("hub-b", 2*time.Minute), store.Heartbeat{AgentVersion: "v1", At: at(2 * time.Minute)})
+		}, []string{web}},
 		{"heartbeat", func(ctx context.Context) error {
 			return s.RecordHeartbeat(ctx, web, store.Heartbeat{AgentVersion: "v1", At: at(time.Minute)})
+		}, nil},
+		{"heartbeats", func(ctx context.Context) error {
+			hb := store.Heartbeat{AgentVersion: "v1", At: at(time.Minute)}
+			return s.RecordHeartbeats(ctx, map[string]store.Heartbeat{web: hb, api: hb, db: hb})
 		}, nil},
 		{"agent status", func(ctx context.Context) error {
 			return s.RecordAgentStatus(ctx, web, store.AgentStatus{NodeCount: 3, ReportedAt: at(time.Minute)})
