@@ -17,6 +17,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -292,18 +293,27 @@ func TestBindingReconciler(t *testing.T) {
 	})
 
 	t.Run("drift is repaired", func(t *testing.T) {
-		// A roleRef cannot change in place, and the reconciler would win a
-		// race against delete-then-create. So: take our labels off (the
+		// A roleRef cannot change in place. So: take our labels off (the
 		// binding is no longer ours, and is left alone), replace it with one
-		// bound to cluster-admin, then label that as ours.
+		// bound to cluster-admin, then label that as ours. Between the
+		// delete and the create the reconciler may put its own back (the
+		// name is free and the binding desired): then delete that and try
+		// again.
 		c.kubectl(t, ctx, "", "label", "clusterrolebinding", "tether-hub-rbac-view", access.ManagedByLabel+"-", access.ComponentLabel+"-")
-		if err := crbs.Delete(ctx, "tether-hub-rbac-view", metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		drifted, err := crbs.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta("tether-hub-rbac-view", nil),
-			RoleRef: clusterRoleRef("cluster-admin"), Subjects: groupSubject("tether:cluster:view")}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
+		var drifted *rbacv1.ClusterRoleBinding
+		for attempt := 1; ; attempt++ {
+			if err := crbs.Delete(ctx, "tether-hub-rbac-view", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+			var err error
+			drifted, err = crbs.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: meta("tether-hub-rbac-view", nil),
+				RoleRef: clusterRoleRef("cluster-admin"), Subjects: groupSubject("tether:cluster:view")}, metav1.CreateOptions{})
+			if err == nil {
+				break
+			}
+			if !apierrors.IsAlreadyExists(err) || attempt == 20 {
+				t.Fatalf("attempt %d: %v", attempt, err)
+			}
 		}
 		c.kubectl(t, ctx, "", "label", "clusterrolebinding", "tether-hub-rbac-view",
 			access.ManagedByLabel+"="+access.ManagedByValue, access.ComponentLabel+"="+access.ComponentValue)

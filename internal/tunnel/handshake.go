@@ -120,8 +120,18 @@ func Dial(ctx context.Context, cfg DialConfig) (*Session, error) {
 
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel() // the upgraded connection does not depend on it
+	client := http.DefaultClient
+	if cfg.Client != nil {
+		client = cfg.Client
+	}
+	// The upgraded connection writes whole WebSocket frames (coalesce.go).
+	coalescing := *client
+	coalescing.Transport = coalescingTransport{rt: client.Transport}
+	if client.Transport == nil {
+		coalescing.Transport = coalescingTransport{rt: http.DefaultTransport}
+	}
 	ws, resp, err := websocket.Dial(hctx, u.String(), &websocket.DialOptions{
-		HTTPClient:   cfg.Client,
+		HTTPClient:   &coalescing,
 		HTTPHeader:   cfg.Header,
 		Subprotocols: []string{Subprotocol},
 	})
