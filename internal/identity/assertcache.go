@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/sha256"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ type assertionReuse struct {
 // cluster, mode, subject and groups within the last AssertionReuse, or a
 // new one (Sign). a's ID, IssuedAt and Expiry must be zero.
 func (s *AssertionSigner) Reuse(a Assertion, now time.Time) (string, error) {
-	key := a.Cluster + "\x00" + string(a.Mode) + "\x00" + a.Subject + "\x00" + strings.Join(a.Groups, "\x00")
+	key := reuseKey(a)
 	s.reuse.mu.Lock()
 	e, ok := s.reuse.m[key]
 	s.reuse.mu.Unlock()
@@ -69,6 +70,19 @@ func (s *AssertionSigner) Reuse(a Assertion, now time.Time) (string, error) {
 	}
 	s.reuse.m[key] = signedAssertion{token: token, signedAt: now}
 	return token, nil
+}
+
+// reuseKey names what an assertion asserts, each part prefixed with its
+// length so that no two different assertions share a key, whatever bytes
+// a group name holds.
+func reuseKey(a Assertion) string {
+	var b strings.Builder
+	for _, part := range append([]string{a.Cluster, string(a.Mode), a.Subject}, a.Groups...) {
+		b.WriteString(strconv.Itoa(len(part)))
+		b.WriteByte(':')
+		b.WriteString(part)
+	}
+	return b.String()
 }
 
 // verifiedAssertions are the assertions an AssertionVerifier accepted, by

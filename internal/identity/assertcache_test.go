@@ -26,11 +26,17 @@ func TestAssertionReuse(t *testing.T) {
 	if back, _ := s.Reuse(a, now.Add(-time.Second)); back == first {
 		t.Error("an assertion was reused after the clock went back before it was signed")
 	}
+	// The others are compared with a's assertion of the same moment.
+	first, err = s.Reuse(a, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, other := range map[string]Assertion{
 		"cluster": {Cluster: "/groups/prod/clusters/west", Mode: ModeImpersonate, Subject: testOID, Groups: a.Groups},
 		"subject": {Cluster: testCluster, Mode: ModeImpersonate, Subject: "00000000-0000-0000-0000-000000000002", Groups: a.Groups},
 		"groups":  {Cluster: testCluster, Mode: ModeImpersonate, Subject: testOID, Groups: []string{"g1"}},
 		"joined":  {Cluster: testCluster, Mode: ModeImpersonate, Subject: testOID, Groups: []string{"g1\x00g2"}},
+		"shifted": {Cluster: testCluster, Mode: ModeImpersonate, Subject: testOID + "\x00g1", Groups: []string{"g2"}},
 		"mode":    {Cluster: testCluster, Mode: ModeToken},
 	} {
 		tok, err := s.Reuse(other, now)
