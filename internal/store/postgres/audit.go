@@ -1,8 +1,6 @@
 package postgres
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,7 +89,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read the chain's last event: %w", err)
 		}
-		linked = link(events, seq, prev)
+		linked = store.LinkAudit(events, seq, prev)
 		var b pgx.Batch
 		for _, e := range linked {
 			b.Queue(insertAudit, auditArgs(e)...)
@@ -104,26 +102,9 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	return linked, nil
 }
 
-// link returns events as they are stored after the event seq whose hash is
-// prev: numbered from seq+1, each time in UTC truncated to the microsecond
-// (before it is hashed, so that the hash covers the time read back), and
-// each chained to the one before. The events' slices are new, none shared.
-func link(events []audit.Event, seq int64, prev []byte) []audit.Event {
-	linked := make([]audit.Event, len(events))
-	for i, e := range events {
-		e.Seq = seq + int64(i) + 1
-		e.Time = e.Time.Truncate(time.Microsecond).UTC()
-		e.PrevHash = bytes.Clone(prev)
-		e.Hash = e.ComputeHash(prev)
-		linked[i] = e
-		prev = e.Hash
-	}
-	return linked
-}
-
 // ListAudit implements store.Store.
 func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error) {
-	limit, err := auditLimit(f)
+	limit, err := store.AuditLimit(f)
 	if err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
@@ -167,22 +148,4 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
 	return events, nil
-}
-
-// auditLimit checks f for ListAudit and returns the most events to return:
-// the limit must be 0 (store.DefaultAuditLimit) to store.MaxAuditLimit, and
-// each equality filter a value that an event's field may hold, as
-// store.ValidateAuditEvent checks them (PostgreSQL refuses a NUL in text).
-func auditLimit(f store.AuditFilter) (int, error) {
-	if f.Limit < 0 || f.Limit > store.MaxAuditLimit {
-		return 0, fmt.Errorf("limit %d: want 0 (for %d) to %d: %w", f.Limit, store.DefaultAuditLimit, store.MaxAuditLimit, store.ErrInvalid)
-	}
-	// The time, and the type and decision when unset, only satisfy the
-	// event's other checks.
-	e := audit.Event{Time: time.Unix(0, 0), Type: cmp.Or(f.Type, "-"), Decision: cmp.Or(f.Decision, "-"),
-		Cluster: f.Cluster, PrincipalID: f.PrincipalID, Verb: f.Verb}
-	if err := store.ValidateAuditEvent(e); err != nil {
-		return 0, fmt.Errorf("filter: %w", err)
-	}
-	return cmp.Or(f.Limit, store.DefaultAuditLimit), nil
 }

@@ -12,74 +12,7 @@ import (
 // someone with access to the database could: Verify over what ListAudit
 // returns finds where.
 func TestAuditTamper(t *testing.T) {
-	cases := []storetest.Tamper{
-		{
-			Name: "edit a field",
-			SQL:  []string{`UPDATE audit_events SET verb = 'delete' WHERE seq = 3`},
-			Want: []string{"at event 3:", "(edited)"},
-		},
-		{
-			Name: "edit a count",
-			SQL:  []string{`UPDATE audit_events SET bytes_out = 0 WHERE seq = 3`},
-			Want: []string{"at event 3:", "(edited)"},
-		},
-		{
-			Name: "edit the time by a microsecond",
-			SQL:  []string{`UPDATE audit_events SET event_time = event_time + interval '1 microsecond' WHERE seq = 3`},
-			Want: []string{"at event 3:", "(edited)"},
-		},
-		{
-			Name: "edit the hash",
-			SQL:  []string{`UPDATE audit_events SET hash = decode(repeat('00', 32), 'hex') WHERE seq = 3`},
-			Want: []string{"at event 3:", "(edited)"},
-		},
-		{
-			Name: "delete an event",
-			SQL:  []string{`DELETE FROM audit_events WHERE seq = 3`},
-			Want: []string{"event 4 follows event 2: 1 event(s) missing"},
-		},
-		{
-			Name: "delete the first event",
-			SQL:  []string{`DELETE FROM audit_events WHERE seq = 1`},
-			Want: []string{"at event 2:", "does not follow the event before it"},
-		},
-		{
-			Name: "delete an event and renumber the later ones",
-			SQL: []string{
-				`DELETE FROM audit_events WHERE seq = 3`,
-				`UPDATE audit_events SET seq = seq + 1000 WHERE seq > 3`,
-				`UPDATE audit_events SET seq = seq - 1001 WHERE seq > 1000`,
-			},
-			Want: []string{"at event 3:", "does not follow the event before it"},
-		},
-		{
-			Name: "delete an event, renumber, and link the next to the one before",
-			SQL: []string{
-				`DELETE FROM audit_events WHERE seq = 3`,
-				`UPDATE audit_events SET seq = seq + 1000 WHERE seq > 3`,
-				`UPDATE audit_events SET seq = seq - 1001 WHERE seq > 1000`,
-				`UPDATE audit_events SET prev_hash = (SELECT hash FROM audit_events WHERE seq = 2) WHERE seq = 3`,
-			},
-			Want: []string{"at event 3:", "(edited)"},
-		},
-		{
-			Name: "swap two events",
-			SQL: []string{
-				`UPDATE audit_events SET seq = seq + 1000 WHERE seq IN (2, 3)`,
-				`UPDATE audit_events SET seq = 1005 - seq WHERE seq > 1000`,
-			},
-			Want: []string{"at event 2:", "does not follow the event before it"},
-		},
-		{
-			Name: "append a copy linked to the last event",
-			SQL: []string{
-				`CREATE TEMP TABLE forged AS SELECT * FROM audit_events WHERE seq = 2`,
-				`UPDATE forged SET seq = 6, prev_hash = (SELECT hash FROM audit_events WHERE seq = 5)`,
-				`INSERT INTO audit_events SELECT * FROM forged`,
-			},
-			Want: []string{"at event 6:", "(edited)"},
-		},
-	}
+	cases := storetest.AuditTamperCases(`event_time + interval '1 microsecond'`, `decode(repeat('00', 32), 'hex')`)
 	storetest.RunAuditTamper(t, cases, func(t *testing.T) (store.Store, func(context.Context, string) error) {
 		dsn := server.NewDatabase(t)
 		s := openStore(t, dsn)
