@@ -375,3 +375,30 @@ func AgentKeysFor(ids []string) (map[string][]byte, error) {
 	}
 	return make(map[string][]byte, len(ids)), nil
 }
+
+// ValidateHeartbeats checks the IDs and heartbeats of RecordHeartbeats.
+func ValidateHeartbeats(hbs map[string]Heartbeat) error {
+	for id, hb := range hbs {
+		if _, _, err := ParseClusterID(id); err != nil {
+			return fmt.Errorf("record heartbeats: %w", err)
+		}
+		if err := hb.Validate(); err != nil {
+			return fmt.Errorf("record heartbeats: cluster %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// ValidateConnection checks the arguments of RecordConnection.
+func ValidateConnection(id string, t Tunnel, hb Heartbeat) error {
+	if _, _, err := ParseClusterID(id); err != nil {
+		return fmt.Errorf("record connection: %w", err)
+	}
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	if err := hb.Validate(); err != nil {
+		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	}
+	return nil
+}

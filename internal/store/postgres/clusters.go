@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -153,16 +155,10 @@ func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbe
 // lock them in opposite orders: PostgreSQL then fails one with a deadlock,
 // and that replica's next round records its heartbeats.
 func (s *Store) RecordHeartbeats(ctx context.Context, hbs map[string]store.Heartbeat) error {
-	ids := make([]string, 0, len(hbs))
-	for id, hb := range hbs {
-		if _, _, err := store.ParseClusterID(id); err != nil {
-			return fmt.Errorf("record heartbeats: %w", err)
-		}
-		if err := hb.Validate(); err != nil {
-			return fmt.Errorf("record heartbeats: cluster %s: %w", id, err)
-		}
-		ids = append(ids, id)
+	if err := store.ValidateHeartbeats(hbs); err != nil {
+		return err
 	}
+	ids := slices.Collect(maps.Keys(hbs))
 	if len(ids) == 0 {
 		return nil
 	}
@@ -238,14 +234,8 @@ func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error 
 // RecordConnection implements store.Store: one UPDATE, which the trigger
 // sees as SetTunnel's.
 func (s *Store) RecordConnection(ctx context.Context, id string, t store.Tunnel, hb store.Heartbeat) error {
-	if _, _, err := store.ParseClusterID(id); err != nil {
-		return fmt.Errorf("record connection: %w", err)
-	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("record connection of cluster %s: %w", id, err)
-	}
-	if err := hb.Validate(); err != nil {
-		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	if err := store.ValidateConnection(id, t, hb); err != nil {
+		return err
 	}
 	err := s.read(ctx, func(q querier) error {
 		return execOne(ctx, q, `

@@ -149,7 +149,7 @@ func (s *Store) RecordHeartbeat(ctx context.Context, id string, hb store.Heartbe
 // RecordHeartbeats implements store.Store: one transaction, one UPDATE
 // of each cluster's row.
 func (s *Store) RecordHeartbeats(ctx context.Context, hbs map[string]store.Heartbeat) error {
-	if err := validateHeartbeats(hbs); err != nil {
+	if err := store.ValidateHeartbeats(hbs); err != nil {
 		return err
 	}
 	if len(hbs) == 0 {
@@ -173,19 +173,6 @@ func (s *Store) RecordHeartbeats(ctx context.Context, hbs map[string]store.Heart
 	})
 	if err != nil {
 		return fmt.Errorf("record heartbeats of %d clusters: %w", len(hbs), err)
-	}
-	return nil
-}
-
-// validateHeartbeats checks the IDs and heartbeats of RecordHeartbeats.
-func validateHeartbeats(hbs map[string]store.Heartbeat) error {
-	for id, hb := range hbs {
-		if _, _, err := store.ParseClusterID(id); err != nil {
-			return fmt.Errorf("record heartbeats: %w", err)
-		}
-		if err := hb.Validate(); err != nil {
-			return fmt.Errorf("record heartbeats: cluster %s: %w", id, err)
-		}
 	}
 	return nil
 }
@@ -259,14 +246,8 @@ func (s *Store) SetTunnel(ctx context.Context, id string, t store.Tunnel) error 
 // RecordConnection implements store.Store: one UPDATE, a change that the
 // watches see as SetTunnel's is.
 func (s *Store) RecordConnection(ctx context.Context, id string, t store.Tunnel, hb store.Heartbeat) error {
-	if _, _, err := store.ParseClusterID(id); err != nil {
-		return fmt.Errorf("record connection: %w", err)
-	}
-	if err := t.Validate(); err != nil {
-		return fmt.Errorf("record connection of cluster %s: %w", id, err)
-	}
-	if err := hb.Validate(); err != nil {
-		return fmt.Errorf("record connection of cluster %s: %w", id, err)
+	if err := store.ValidateConnection(id, t, hb); err != nil {
+		return err
 	}
 	err := s.writeChanged(ctx, func(tx *sql.Tx) ([]string, error) {
 		err := execOne(ctx, tx, `
