@@ -80,6 +80,15 @@ type EnrollResponse struct {
 	TunnelURL string `json:"tunnelURL,omitempty"`
 }
 
+// The reconnect policy's defaults (Config), and how long a tunnel must
+// have been up for the agent to reconnect at once after the hub's GoAway.
+const (
+	DefaultMinBackoff  = 500 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultStableAfter = 30 * time.Second
+	GoAwayAfter        = time.Second
+)
+
 // Config configures an agent.
 type Config struct {
 	// Hub is the hub's base URL, https://HOST[:PORT], where the agent
@@ -177,9 +186,9 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		v   *time.Duration
 		def time.Duration
 	}{
-		{&cfg.MinBackoff, 500 * time.Millisecond},
-		{&cfg.MaxBackoff, 30 * time.Second},
-		{&cfg.StableAfter, 30 * time.Second},
+		{&cfg.MinBackoff, DefaultMinBackoff},
+		{&cfg.MaxBackoff, DefaultMaxBackoff},
+		{&cfg.StableAfter, DefaultStableAfter},
 		{&cfg.CheckInterval, 10 * time.Second},
 		{&cfg.StatusInterval, time.Minute},
 	} {
@@ -289,7 +298,7 @@ func (a *Agent) serve(ctx context.Context) error {
 		if up >= a.cfg.StableAfter {
 			bo.Reset()
 		}
-		if errors.Is(err, errMovedAway) && up >= time.Second {
+		if errors.Is(err, errMovedAway) && up >= GoAwayAfter {
 			// A draining hub replica: connect to another one now (its
 			// in-flight requests finish on the old tunnel meanwhile), and
 			// count the wait afresh: a restart the hub announced is not a

@@ -56,15 +56,12 @@ var Agents = Section{Name: "agents", Run: runAgents}
 // and memory meanwhile.
 var Reconnect = Section{Name: "reconnect", Run: runReconnect}
 
-// The real agent's reconnect settings: agent.Config's defaults for
-// MinBackoff, MaxBackoff and StableAfter, which `tether agent` uses.
+// The real agent's reconnect settings, which `tether agent` uses.
 const (
-	agentMinBackoff  = 500 * time.Millisecond
-	agentMaxBackoff  = 30 * time.Second
-	agentStableAfter = 30 * time.Second
-	// agentGoAwayAfter is how long a tunnel must have been up for the
-	// agent to reconnect at once after a GoAway (agent.go's serve).
-	agentGoAwayAfter = time.Second
+	agentMinBackoff  = agent.DefaultMinBackoff
+	agentMaxBackoff  = agent.DefaultMaxBackoff
+	agentStableAfter = agent.DefaultStableAfter
+	agentGoAwayAfter = agent.GoAwayAfter
 )
 
 // benchGroup is the group of the lightweight agents' clusters.
