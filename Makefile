@@ -8,7 +8,7 @@ RIG_MODULES := hack/rig/kube hack/rig/etcd hack/rig/node
 CHART_MODULE := deploy/helm/chartest
 GO_TEST_FLAGS ?= -race -count=1 -timeout=45m
 
-.PHONY: build test demo lint deps rig fuzz bench
+.PHONY: build test demo lint deps rig fuzz bench release
 
 build:
 	go build -ldflags "$(LDFLAGS)" -o bin/tether ./cmd/tether
@@ -40,6 +40,16 @@ lint:
 BENCH_OUT ?= bench.json
 bench: deps rig
 	go run ./test/bench/cmd/bench -out $(BENCH_OUT) $(BENCH_FLAGS)
+
+# Release artifacts in RELEASE_OUT (hack/release): static binaries for
+# linux, darwin and windows on amd64 and arm64, stamped with the version (the
+# tag at HEAD, else v0.0.0-dev.COMMIT; RELEASE_FLAGS="-version v1.2.3"
+# overrides), in reproducible archives, with checksums.txt and the krew
+# manifest tether.yaml. The container image: see Dockerfile.
+RELEASE_OUT ?= dist
+release:
+	rm -rf $(RELEASE_OUT)
+	go run ./hack/release -out $(RELEASE_OUT) $(RELEASE_FLAGS)
 
 # Every native fuzz target, fuzzed for FUZZTIME each, one after another
 # (make fuzz FUZZTIME=10m). Their seed corpora (f.Add and testdata/fuzz) run
