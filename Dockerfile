@@ -11,7 +11,7 @@
 # data directory /var/lib/tether is that user's, mode 0700.
 ARG GO_VERSION=1.26
 
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 ARG VERSION
