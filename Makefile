@@ -7,6 +7,9 @@ RIG_MODULES := hack/rig/kube hack/rig/etcd hack/rig/node
 # never move the main module's versions.
 CHART_MODULE := deploy/helm/chartest
 GO_TEST_FLAGS ?= -race -count=1 -timeout=45m
+# Where tests save what a person may want to look at afterwards (the web
+# console's screenshots from the real browser, TestConsole).
+export TETHER_TEST_ARTIFACTS ?= $(CURDIR)/test-artifacts
 
 .PHONY: build test demo lint deps rig fuzz bench release
 
@@ -88,6 +91,7 @@ FUZZ_TARGETS := \
 	./internal/credentials:FuzzJWTClaim \
 	./internal/issuer:FuzzNormalizeUserCode \
 	./internal/issuer:FuzzParseLoopbackRedirect \
+	./internal/console:FuzzReturnTo \
 	./internal/issuer:FuzzRefreshToken \
 	./internal/audit:FuzzComputeHash \
 	./internal/audit:FuzzVerify \

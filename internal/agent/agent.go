@@ -133,9 +133,11 @@ type Config struct {
 	// node count and reports its status to the hub; it also reports at each
 	// tunnel connect and as soon as LastError changes. Zero means 60 s.
 	StatusInterval time.Duration
-	// HealthListener, when not nil, serves /livez, /readyz (and
-	// /readyz/NAME for each check) and /metrics. Run closes it.
-	HealthListener net.Listener
+	// HealthListener, when not nil, serves /livez and /readyz (and
+	// /livez/NAME, /readyz/NAME for each check). MetricsListener, when not
+	// nil, serves /metrics. They may be the same listener, which then
+	// serves all of them. Run closes them.
+	HealthListener, MetricsListener net.Listener
 	// Tunnel tunes the multiplexed connection; zero values are the tunnel
 	// package's defaults.
 	Tunnel tunnel.Config
@@ -224,6 +226,10 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, logger: logger, proxy: proxy, state: state, kube: kube, wake: make(chan struct{}, 1)}
 	a.metrics = newMetrics(cfg.Version)
+	if a.cfg.Tunnel.OnPing == nil {
+		m := a.metrics
+		a.cfg.Tunnel.OnPing = func(rtt time.Duration) { m.tunnelRTT.Observe(rtt.Seconds()) }
+	}
 	a.vitals.s.beat = time.Now()
 	return a, nil
 }
@@ -237,17 +243,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var health *http.Server
-	if l := a.cfg.HealthListener; l != nil {
-		health = a.healthServer()
-		wg.Go(func() { health.Serve(l) }) // returns once health is closed
+	side := a.sideServers()
+	for l, s := range side {
+		wg.Go(func() { s.Serve(l) }) // returns once s is closed
 	}
 	wg.Go(func() { a.monitor(ctx) })
 	err := a.serve(ctx)
 	a.vitals.set(func(v *vitalSigns) { v.stopping = true })
 	cancel()
-	if health != nil {
-		health.Close()
+	for _, s := range side {
+		s.Close()
 	}
 	wg.Wait()
 	a.kube.closeIdle()

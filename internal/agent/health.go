@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -112,21 +113,41 @@ func (a *Agent) readyzChecks() []healthCheck {
 	}
 }
 
-// healthServer serves the health checks and the metrics.
-func (a *Agent) healthServer() *http.Server {
-	mux := http.NewServeMux()
+// sideServers are the servers of the health checks (HealthListener) and
+// the metrics (MetricsListener): one, when they are the same listener.
+func (a *Agent) sideServers() map[net.Listener]*http.Server {
+	muxes := map[net.Listener]*http.ServeMux{}
+	muxFor := func(l net.Listener) *http.ServeMux {
+		if muxes[l] == nil {
+			muxes[l] = http.NewServeMux()
+		}
+		return muxes[l]
+	}
+	if l := a.cfg.HealthListener; l != nil {
+		a.healthRoutes(muxFor(l))
+	}
+	if l := a.cfg.MetricsListener; l != nil {
+		muxFor(l).Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+		}))
+	}
+	servers := make(map[net.Listener]*http.Server, len(muxes))
+	for l, mux := range muxes {
+		servers[l] = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
+		}
+	}
+	return servers
+}
+
+// healthRoutes adds /livez and /readyz, and each check alone, to mux.
+func (a *Agent) healthRoutes(mux *http.ServeMux) {
 	a.serveChecks(mux, "livez", a.livezChecks())
 	a.serveChecks(mux, "readyz", a.readyzChecks())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
-	}))
-	return &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
-	}
 }
 
 // serveChecks serves /GROUP (every check; ?verbose lists them, as

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/upgrade"
 )
 
@@ -49,6 +51,9 @@ type metrics struct {
 	statusReports      *prometheus.CounterVec
 	lastStatusReport   prometheus.Gauge
 	apiserverReachable prometheus.Gauge
+	requestDuration    *prometheus.HistogramVec
+	longRunning        *prometheus.GaugeVec
+	tunnelRTT          prometheus.Histogram
 }
 
 func newMetrics(version string) *metrics {
@@ -82,6 +87,14 @@ func newMetrics(version string) *metrics {
 			Help: "Unix time of the last status report the hub accepted; 0 before the first."}),
 		apiserverReachable: f.NewGauge(prometheus.GaugeOpts{Name: "tether_agent_apiserver_reachable",
 			Help: "1 if the last probe of the API server (GET /version) succeeded, else 0."}),
+		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "tether_agent_request_duration_seconds",
+			Help:    "Duration of requests from the hub that are not long-running (watches, logs, exec, attach, port-forward and proxy excluded), by Kubernetes verb, API server time included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"verb"}),
+		longRunning: f.NewGaugeVec(prometheus.GaugeOpts{Name: "tether_agent_long_running_requests",
+			Help: "Long-running requests from the hub in flight, by kind: watch, exec, attach, portforward, log, proxy."}, []string{"kind"}),
+		tunnelRTT: f.NewHistogram(prometheus.HistogramOpts{Name: "tether_agent_tunnel_rtt_seconds",
+			Help:    "Round-trip time of the keepalive pings on the tunnel, from the agent's side.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	// Every series exists from the start, so rate() and absent() work.
 	for _, r := range []string{dialNetwork, dialHTTP, dialRefused, dialPinMismatch} {
@@ -92,6 +105,12 @@ func newMetrics(version string) *metrics {
 	}
 	for _, r := range []string{reportOK, reportFailed, reportUnsupported} {
 		m.statusReports.WithLabelValues(r)
+	}
+	for _, v := range access.MetricVerbs() {
+		m.requestDuration.WithLabelValues(v)
+	}
+	for _, k := range access.LongRunningKinds() {
+		m.longRunning.WithLabelValues(k)
 	}
 	for class := 1; class <= 5; class++ {
 		for _, up := range []bool{false, true} {
@@ -108,12 +127,24 @@ func boolGauge(b bool) float64 {
 	return 0
 }
 
-// instrument counts the requests h answers.
+// instrument counts the requests h answers, times those that are not
+// long-running, and counts the others in flight.
 func (m *metrics) instrument(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		up := upgrade.IsUpgrade(r.Header)
+		req := access.ParseRequest(r.Method, r.URL.Path, r.URL.Query())
+		kind := access.LongRunningKind(req.Verb, req.Subresource, up)
+		if kind != "" {
+			g := m.longRunning.WithLabelValues(kind)
+			g.Inc()
+			defer g.Dec()
+		}
 		h.ServeHTTP(rec, r)
+		if kind == "" {
+			m.requestDuration.WithLabelValues(access.MetricVerb(req.Verb, req.Subresource)).Observe(time.Since(start).Seconds())
+		}
 		code := rec.code
 		if code == 0 {
 			code = http.StatusOK // what net/http sends for a handler that wrote nothing

@@ -178,7 +178,7 @@ func TestHubTLSPins(t *testing.T) {
 	l, get := healthListener(t)
 	logs := &syncBuffer{}
 	state := t.TempDir()
-	runAgent(t, Config{Hub: hub.url(), HubClient: client, JoinToken: "tjt_one", StateDir: state, APIServer: api, HealthListener: l,
+	runAgent(t, Config{Hub: hub.url(), HubClient: client, JoinToken: "tjt_one", StateDir: state, APIServer: api, HealthListener: l, MetricsListener: l,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, CheckInterval: 20 * time.Millisecond, StatusInterval: 20 * time.Millisecond},
 		slog.New(slog.NewJSONHandler(logs, nil)))
 	hub.waitFor("the agent's tunnel", func() bool { return len(hub.sessions) == 1 })

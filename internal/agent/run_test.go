@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"tether.dev/tether/internal/tunnel"
 )
 
 func TestTunnelURL(t *testing.T) {
@@ -72,8 +74,9 @@ func TestHealthAndMetrics(t *testing.T) {
 	hub.lock(func() { hub.enrollCode = http.StatusServiceUnavailable }) // down at first
 	l, get := healthListener(t)
 	runAgent(t, Config{Hub: hub.url(), HubClient: hub.srv.Client(), JoinToken: "tjt_one", StateDir: t.TempDir(), APIServer: api,
-		Version: "v9.9.9", CheckInterval: 20 * time.Millisecond, StatusInterval: time.Hour, HealthListener: l,
-		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}, nil)
+		Version: "v9.9.9", CheckInterval: 20 * time.Millisecond, StatusInterval: time.Hour, HealthListener: l, MetricsListener: l,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Tunnel: tunnel.Config{KeepAliveInterval: 20 * time.Millisecond}}, nil) // pings time the tunnel
 	expect := func(t *testing.T, what, path string, wantCode int, wantIn ...string) {
 		t.Helper()
 		eventually(t, what, func() (bool, string) {
@@ -141,6 +144,10 @@ func TestHealthAndMetrics(t *testing.T) {
 		metric(t, "tether_agent_tunnel_received_bytes_total", atLeast(100))
 		metric(t, "tether_agent_tunnel_sent_bytes_total", atLeast(100))
 		metric(t, "tether_agent_tunnel_active_streams", is(0))
+		// The list and the refused list are timed; the upgrade is long-running.
+		metric(t, `tether_agent_request_duration_seconds_count{verb="list"}`, is(2))
+		metric(t, `tether_agent_long_running_requests{kind="proxy"}`, is(0))
+		metric(t, "tether_agent_tunnel_rtt_seconds_count", atLeast(1))
 	})
 
 	t.Run("hub down: the tunnel check fails, the agent stays ready, the hub hears at once", func(t *testing.T) {
@@ -244,7 +251,9 @@ func TestLivezWedged(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.vitals.s.beat = time.Now().Add(-time.Hour) // the monitor never ran again
-	srv := httptest.NewServer(a.healthServer().Handler)
+	mux := http.NewServeMux()
+	a.healthRoutes(mux)
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	tests := []struct {
 		path     string

@@ -94,8 +94,13 @@ const (
 	ModeHubRBAC        = "hub-rbac"
 )
 
-// HealthPort serves /livez, /readyz and /metrics (`tether agent --health-listen`).
-const HealthPort = 8081
+// The agent's ports: HealthPort serves /livez and /readyz (`tether agent
+// --health-probe-bind-address`), MetricsPort serves /metrics
+// (--metrics-bind-address).
+const (
+	HealthPort  = 8081
+	MetricsPort = 8080
+)
 
 // FieldManager is the server-side apply field manager of Apply.
 const FieldManager = "tether"
@@ -344,7 +349,8 @@ func deployment(o Options, m metav1.ObjectMeta) *appsv1.Deployment {
 		"agent",
 		"--hub=" + o.HubURL,
 		"--state-secret=" + o.Namespace + "/" + StateSecretName,
-		fmt.Sprintf("--health-listen=:%d", HealthPort),
+		fmt.Sprintf("--health-probe-bind-address=:%d", HealthPort),
+		fmt.Sprintf("--metrics-bind-address=:%d", MetricsPort),
 	}
 	env := []corev1.EnvVar{{
 		Name: "TETHER_JOIN_TOKEN",
@@ -374,10 +380,13 @@ func deployment(o Options, m metav1.ObjectMeta) *appsv1.Deployment {
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Args:            args,
 		Env:             env,
-		Ports:           []corev1.ContainerPort{{Name: "health", ContainerPort: HealthPort, Protocol: corev1.ProtocolTCP}},
-		LivenessProbe:   httpProbe("/livez"),
-		ReadinessProbe:  httpProbe("/readyz"),
-		Resources:       o.Resources,
+		Ports: []corev1.ContainerPort{
+			{Name: "health", ContainerPort: HealthPort, Protocol: corev1.ProtocolTCP},
+			{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP},
+		},
+		LivenessProbe:  httpProbe("/livez"),
+		ReadinessProbe: httpProbe("/readyz"),
+		Resources:      o.Resources,
 		SecurityContext: &corev1.SecurityContext{
 			AllowPrivilegeEscalation: new(false),
 			ReadOnlyRootFilesystem:   new(true),

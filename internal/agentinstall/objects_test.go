@@ -207,8 +207,9 @@ func TestObjectsDefaults(t *testing.T) {
 		Account   string
 		Volumes   int
 	}{
-		Image:     "ghcr.io/tether-dev/tether:" + ImageTag,
-		Args:      []string{"agent", "--hub=https://hub.example.com:8443", "--state-secret=tether-system/tether-agent-state", "--health-listen=:8081"},
+		Image: "ghcr.io/tether-dev/tether:" + ImageTag,
+		Args: []string{"agent", "--hub=https://hub.example.com:8443", "--state-secret=tether-system/tether-agent-state",
+			"--health-probe-bind-address=:8081", "--metrics-bind-address=:8080"},
 		Env:       map[string]string{"TETHER_JOIN_TOKEN": "secret:tether-agent-join-token/token"},
 		Resources: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 		Limits:    corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
@@ -226,7 +227,8 @@ func TestObjectsDefaults(t *testing.T) {
 		!*d.deploy.Spec.Template.Spec.AutomountServiceAccountToken {
 		t.Errorf("security context: pod %+v, container %+v", psc, sc)
 	}
-	if c.LivenessProbe.HTTPGet.Path != "/livez" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.Ports[0].ContainerPort != HealthPort {
+	if c.LivenessProbe.HTTPGet.Path != "/livez" || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Port.StrVal != "health" ||
+		len(c.Ports) != 2 || c.Ports[0].Name != "health" || c.Ports[0].ContainerPort != HealthPort || c.Ports[1].Name != "metrics" || c.Ports[1].ContainerPort != MetricsPort {
 		t.Errorf("probes: liveness %+v readiness %+v ports %+v", c.LivenessProbe, c.ReadinessProbe, c.Ports)
 	}
 

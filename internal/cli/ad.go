@@ -92,8 +92,8 @@ func printed[T any](table func(io.Writer, T)) func(*cobra.Command, *outputFlag, 
 // said reports on stderr that a request without an answer succeeded.
 func said(msg func() string) func(*cobra.Command, *outputFlag, struct{}) error {
 	return func(cmd *cobra.Command, _ *outputFlag, _ struct{}) error {
-		_, err := fmt.Fprintln(cmd.ErrOrStderr(), msg())
-		return err
+		info(cmd, "%s\n", msg())
+		return nil
 	}
 }
 

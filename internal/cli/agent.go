@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,15 +24,17 @@ const (
 	defaultStateDir = "/var/lib/tether-agent"
 	// namespaceFile names the namespace of a pod's service account.
 	namespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-	// defaultHealthListen is the health and metrics address.
-	defaultHealthListen = ":8081"
+	// defaultProbeAddr and defaultMetricsAddr are the agent's probe and
+	// metrics ports (controller-runtime's defaults).
+	defaultProbeAddr   = ":8081"
+	defaultMetricsAddr = ":8080"
 )
 
 func newAgentCmd() *cobra.Command {
 	var (
-		hf                                         hubFlags
-		stateDir, stateSecret, joinToken, joinFile string
-		kubeFile, healthListen                     string
+		hf                                             hubFlags
+		stateDir, stateSecret, joinToken, joinFile     string
+		kubeFile, healthListen, probeAddr, metricsAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -44,11 +45,12 @@ On first start it enrolls with the cluster's one-time join token and keeps
 its key and the hub's answer in a Secret (--state-secret; the default in a
 pod: NAMESPACE/tether-agent-state in its own namespace) or a directory
 (--state-dir); later starts need no token, and a token given again is
-ignored. --health-listen serves /livez, /readyz, /readyz/tunnel and /metrics
+ignored. --health-probe-bind-address serves /livez and /readyz (with
+/readyz/tunnel and the other checks), --metrics-bind-address serves /metrics
 (docs/agent.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			logger := newLogger(cmd, logJSON)
 			hubURL, err := hf.parse()
 			if err != nil {
 				return err
@@ -72,24 +74,26 @@ ignored. --health-listen serves /livez, /readyz, /readyz/tunnel and /metrics
 			if err != nil {
 				return err
 			}
-			health, err := listenHealth(healthListen, flags.Changed("health-listen"), logger)
+			health, metrics, err := agentListeners(
+				bindFlag{probeAddr, flags.Changed("health-probe-bind-address")},
+				bindFlag{metricsAddr, flags.Changed("metrics-bind-address")},
+				bindFlag{healthListen, flags.Changed("health-listen")}, logger)
 			if err != nil {
 				return err
 			}
 			a, err := agent.New(agent.Config{
-				Hub:            hubURL,
-				HubClient:      &http.Client{Transport: transport},
-				JoinToken:      token,
-				StateDir:       dir,
-				StateSecret:    secret,
-				APIServer:      restCfg,
-				Version:        Version,
-				HealthListener: health,
+				Hub:             hubURL,
+				HubClient:       &http.Client{Transport: transport},
+				JoinToken:       token,
+				StateDir:        dir,
+				StateSecret:     secret,
+				APIServer:       restCfg,
+				Version:         Version,
+				HealthListener:  health,
+				MetricsListener: metrics,
 			}, logger)
 			if err != nil {
-				if health != nil {
-					health.Close()
-				}
+				closeListeners(health, metrics)
 				return err
 			}
 			return a.Run(cmd.Context())
@@ -102,7 +106,10 @@ ignored. --health-listen serves /livez, /readyz, /readyz/tunnel and /metrics
 	f.StringVar(&joinToken, "join-token", "", "one-time join token, needed until the agent has enrolled (env TETHER_JOIN_TOKEN)")
 	f.StringVar(&joinFile, "join-token-file", "", "file holding the join token, e.g. from a mounted Secret; a missing file means no token")
 	f.StringVar(&kubeFile, "kubeconfig", "", "kubeconfig for the API server (default: the in-cluster service account)")
-	f.StringVar(&healthListen, "health-listen", defaultHealthListen, "address for /livez, /readyz and /metrics; empty disables them")
+	f.StringVar(&probeAddr, "health-probe-bind-address", defaultProbeAddr, "address for /livez and /readyz (plain HTTP); 0 turns them off")
+	f.StringVar(&metricsAddr, "metrics-bind-address", defaultMetricsAddr, "address for /metrics (plain HTTP, Prometheus); 0 turns it off; the same address as --health-probe-bind-address serves both on one port")
+	f.StringVar(&healthListen, "health-listen", "", "one address for /livez, /readyz and /metrics; empty turns them off")
+	f.MarkDeprecated("health-listen", "use --health-probe-bind-address and --metrics-bind-address (the same address for both serves all three on one port)")
 	return cmd
 }
 
@@ -153,25 +160,18 @@ func agentState(dir, secret string, inCluster bool, nsFile string) (string, type
 	return "", types.NamespacedName{Namespace: strings.TrimSpace(string(b)), Name: agent.DefaultStateSecretName}, nil
 }
 
-// listenHealth listens on addr, or returns nil for an empty addr. When the
-// default address is taken (a second agent on one host), it listens on a
-// free port of the same host instead and says so; an explicit address must
-// be free.
-func listenHealth(addr string, explicit bool, logger *slog.Logger) (net.Listener, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil && !explicit && errors.Is(err, syscall.EADDRINUSE) {
-		host, _, _ := net.SplitHostPort(addr)
-		if l, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
-			logger.Warn("health address in use; serving health checks and metrics on a free port instead", "wanted", addr, "addr", l.Addr().String())
+// agentListeners opens the agent's probe and metrics listeners. The
+// deprecated --health-listen, when given, serves both on its one address,
+// as it did before the two flags existed; it cannot be mixed with them.
+func agentListeners(probes, metrics, healthListen bindFlag, logger *slog.Logger) (health, metricsL net.Listener, err error) {
+	if healthListen.explicit {
+		if probes.explicit || metrics.explicit {
+			return nil, nil, usageError{errors.New("--health-listen is the deprecated form of --health-probe-bind-address and --metrics-bind-address: give those, not both kinds")}
 		}
+		l, err := listenAddr("--health-listen", healthListen.addr, true, logger)
+		return l, l, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("health and metrics listener (--health-listen): %w", err)
-	}
-	return l, nil
+	return listenProbes(probes, metrics, logger)
 }
 
 // apiServerConfig is the in-cluster config, or the given kubeconfig file.

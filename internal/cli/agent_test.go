@@ -90,25 +90,62 @@ func TestAgentState(t *testing.T) {
 	}
 }
 
-func TestListenHealth(t *testing.T) {
+func TestListenAddr(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
 	logger := slog.New(slog.DiscardHandler)
-	if l, err := listenHealth("", false, logger); l != nil || err != nil {
-		t.Errorf("empty address: %v, %v; want no listener", l, err)
+	for _, off := range []string{"", "0"} {
+		if l, err := listenAddr("--metrics-bind-address", off, true, logger); l != nil || err != nil {
+			t.Errorf("address %q: %v, %v; want no listener", off, l, err)
+		}
 	}
-	if _, err := listenHealth(busy.Addr().String(), true, logger); err == nil || !strings.Contains(err.Error(), "--health-listen") {
-		t.Errorf("explicit busy address: %v; want an error naming --health-listen", err)
+	if _, err := listenAddr("--metrics-bind-address", busy.Addr().String(), true, logger); err == nil || !strings.Contains(err.Error(), "--metrics-bind-address") {
+		t.Errorf("explicit busy address: %v; want an error naming --metrics-bind-address", err)
 	}
-	l, err := listenHealth(busy.Addr().String(), false, logger)
+	l, err := listenAddr("--metrics-bind-address", busy.Addr().String(), false, logger)
 	if err != nil {
 		t.Fatalf("default address busy: %v; want a free port instead", err)
 	}
 	defer l.Close()
 	if l.Addr().String() == busy.Addr().String() || !strings.HasPrefix(l.Addr().String(), "127.0.0.1:") {
 		t.Errorf("fallback listener on %s; want another port of 127.0.0.1", l.Addr())
+	}
+}
+
+func TestAgentListeners(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	free := bindFlag{"127.0.0.1:0", true}
+	off := bindFlag{"0", true}
+	tests := []struct {
+		name                    string
+		probes, metrics, health bindFlag
+		wantProbes, wantMetrics bool
+		wantShared, wantUsage   bool
+	}{
+		{name: "two ports", probes: free, metrics: bindFlag{"localhost:0", true}, wantProbes: true, wantMetrics: true},
+		{name: "one address: one port for both", probes: free, metrics: free, wantProbes: true, wantMetrics: true, wantShared: true},
+		{name: "metrics off", probes: free, metrics: off, wantProbes: true},
+		{name: "both off", probes: off, metrics: off},
+		{name: "deprecated --health-listen: one port for all", probes: bindFlag{":8081", false}, metrics: bindFlag{":8080", false},
+			health: free, wantProbes: true, wantMetrics: true, wantShared: true},
+		{name: "deprecated --health-listen empty: all off", probes: bindFlag{":8081", false}, metrics: bindFlag{":8080", false},
+			health: bindFlag{"", true}},
+		{name: "deprecated and new flags mixed", probes: free, metrics: bindFlag{":8080", false}, health: free, wantUsage: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, m, err := agentListeners(tt.probes, tt.metrics, tt.health, logger)
+			defer closeListeners(p, m)
+			if diff := cmp.Diff(tt.wantUsage, errors.As(err, new(usageError))); diff != "" {
+				t.Fatalf("usage error (-want +got):\n%s\n%v", diff, err)
+			}
+			got := []bool{p != nil, m != nil, p != nil && p == m}
+			if diff := cmp.Diff([]bool{tt.wantProbes, tt.wantMetrics, tt.wantShared}, got); diff != "" {
+				t.Errorf("probe listener, metrics listener, shared (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -229,19 +229,20 @@ func newClusterCreateCmd() *cobra.Command {
 
 func newClusterJoinTokenCmd() *cobra.Command {
 	return newClusterCallCmd("join-token -g GROUP -n NAME", "Issue a new one-time join token for a registered cluster",
-		http.MethodPost, "/join-tokens", func(w io.Writer, join hub.JoinTokenView) {
+		http.MethodPost, "/join-tokens", func(w io.Writer, join hub.JoinTokenView, _ bool) {
 			fmt.Fprintf(w, "CLUSTER\tJOIN TOKEN\tEXPIRES\n%s\t%s\t%s\n", join.Cluster, join.JoinToken, join.ExpiresAt.UTC().Format(time.RFC3339))
 		})
 }
 
 func newClusterShowCmd() *cobra.Command {
 	return newClusterCallCmd("show -g GROUP -n NAME", "Show a registered cluster and its agent",
-		http.MethodGet, "", func(w io.Writer, v hub.ClusterView) { clusterTable(w, []hub.ClusterView{v}) })
+		http.MethodGet, "", func(w io.Writer, v hub.ClusterView, colour bool) { clusterTable(w, []hub.ClusterView{v}, colour) })
 }
 
 // newClusterCallCmd makes a command that sends method to the admin API path
-// of one cluster (-g, -n) plus suffix, and prints the answer, a T.
-func newClusterCallCmd[T any](use, short, method, suffix string, table func(io.Writer, T)) *cobra.Command {
+// of one cluster (-g, -n) plus suffix, and prints the answer, a T (table
+// is told whether stdout takes colour).
+func newClusterCallCmd[T any](use, short, method, suffix string, table func(io.Writer, T, bool)) *cobra.Command {
 	var (
 		af          adminFlags
 		out         outputFlag
@@ -260,7 +261,7 @@ func newClusterCallCmd[T any](use, short, method, suffix string, table func(io.W
 			if err := adminCall(cmd, &af, &out, method, path, nil, &v); err != nil {
 				return err
 			}
-			return out.print(cmd.OutOrStdout(), v, func(w *tabwriter.Writer) { table(w, v) })
+			return out.print(cmd.OutOrStdout(), v, func(w *tabwriter.Writer) { table(w, v, colorEnabled(cmd.OutOrStdout())) })
 		},
 	}
 	af.register(cmd)
@@ -291,7 +292,7 @@ func newClusterListCmd() *cobra.Command {
 			if err := adminCall(cmd, &af, &out, http.MethodGet, path, nil, &vs); err != nil {
 				return err
 			}
-			return out.print(cmd.OutOrStdout(), vs, func(w *tabwriter.Writer) { clusterTable(w, vs) })
+			return out.print(cmd.OutOrStdout(), vs, func(w *tabwriter.Writer) { clusterTable(w, vs, colorEnabled(cmd.OutOrStdout())) })
 		},
 	}
 	af.register(cmd)
@@ -300,8 +301,11 @@ func newClusterListCmd() *cobra.Command {
 	return cmd
 }
 
-func clusterTable(w io.Writer, vs []hub.ClusterView) {
-	fmt.Fprintf(w, "NAME\tGROUP\tLOCATION\tMODE\tSTATUS\tAGENT\tKUBERNETES\tNODES\tLAST SEEN\n")
+// clusterTable prints clusters one a line; with colour, the status is
+// green, yellow or red (every cell of its column, the header too, carries
+// codes of the same length, so the columns stay aligned).
+func clusterTable(w io.Writer, vs []hub.ClusterView, colour bool) {
+	fmt.Fprintf(w, "NAME\tGROUP\tLOCATION\tMODE\t%s\tAGENT\tKUBERNETES\tNODES\tLAST SEEN\n", colourCell(colour, ansiPlain, "STATUS"))
 	for _, v := range vs {
 		seen := "never"
 		if !v.LastSeenAt.IsZero() {
@@ -311,7 +315,7 @@ func clusterTable(w io.Writer, vs []hub.ClusterView) {
 		if v.NodeCount >= 0 {
 			nodes = strconv.Itoa(v.NodeCount)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Group, orDash(v.Location), v.Mode, v.Status,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Group, orDash(v.Location), v.Mode, colourCell(colour, statusColour(string(v.Status)), string(v.Status)),
 			orDash(v.AgentVersion), orDash(v.KubernetesVersion), nodes, seen)
 	}
 }
@@ -349,7 +353,7 @@ terminal.`,
 					return err
 				}
 				if step.done != "" {
-					fmt.Fprintln(cmd.ErrOrStderr(), step.done)
+					info(cmd, "%s\n", step.done)
 				}
 			}
 			return nil
@@ -379,7 +383,7 @@ func clusterDeleteSteps(cmd *cobra.Command, af *adminFlags, kf *kubeFlags, names
 		run: func() error {
 			msg, err := removeAgentFromCluster(cmd.Context(), kf, namespace, store.ClusterID(group, name))
 			if err == nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), msg)
+				info(cmd, "%s\n", msg)
 			}
 			return err
 		},

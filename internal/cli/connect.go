@@ -134,7 +134,7 @@ applied again and an enrolled agent keeps its key.`,
 				proxyCA = b
 			}
 			ctx := cmd.Context()
-			p := newProgress(cmd.ErrOrStderr())
+			p := newProgress(progressOut(cmd))
 			kcfg, kver, err := kf.restConfig(ctx)
 			if err != nil {
 				return err
@@ -175,7 +175,7 @@ applied again and an enrolled agent keeps its key.`,
 				return err
 			}
 			p.step("connected: agent %s, Kubernetes %s", view.AgentVersion, view.KubernetesVersion)
-			return out.print(cmd.OutOrStdout(), view, func(w *tabwriter.Writer) { clusterTable(w, []hub.ClusterView{view}) })
+			return out.print(cmd.OutOrStdout(), view, func(w *tabwriter.Writer) { clusterTable(w, []hub.ClusterView{view}, colorEnabled(cmd.OutOrStdout())) })
 		},
 	}
 	af.register(cmd)

@@ -34,6 +34,7 @@ import (
 
 	"tether.dev/tether/internal/atomicfile"
 	"tether.dev/tether/internal/audit"
+	"tether.dev/tether/internal/console"
 	"tether.dev/tether/internal/hub"
 	"tether.dev/tether/internal/identity"
 	"tether.dev/tether/internal/issuer"
@@ -47,6 +48,8 @@ func newHubCmd() *cobra.Command {
 		listen, dataDir, certFile, keyFile, replica, issuersFile, urlFlag, locationsFile, storeURL, peerURL, auditLog string
 		sans                                                                                                          []string
 		accessTTL, heartbeat, offlineAfter, keyMaxIdle, lease, drainDelay, drainGrace                                 time.Duration
+		withConsole                                                                                                   bool
+		probeAddr, metricsAddr                                                                                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "hub",
@@ -63,7 +66,7 @@ drains (readiness fails for --drain-delay, its agents move to other
 replicas, requests in flight get --drain-grace); a second signal stops it at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			logger := newLogger(cmd, logJSON)
 			if err := os.MkdirAll(dataDir, 0o700); err != nil {
 				return fmt.Errorf("create data directory: %w", err)
 			}
@@ -72,7 +75,7 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 				return err
 			}
 			if created {
-				fmt.Fprintf(cmd.ErrOrStderr(), "admin token written to %s (mode 0600); the admin API needs it\n", filepath.Join(dataDir, "admin.token"))
+				info(cmd, "admin token written to %s (mode 0600); the admin API needs it\n", filepath.Join(dataDir, "admin.token"))
 			}
 			host, _, err := net.SplitHostPort(listen)
 			if err != nil {
@@ -119,7 +122,9 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 					h.RecordAudit(e)
 				}
 			}
-			emb, err := newEmbeddedIssuer(base+"/oidc", dataDir, st, accessTTL, recordSignIn, logger)
+			// The metrics come first: the issuer's store calls are timed too.
+			metrics := hub.NewMetrics(Version)
+			emb, err := newEmbeddedIssuer(base+"/oidc", dataDir, metrics.InstrumentStore(st), accessTTL, recordSignIn, logger)
 			if err != nil {
 				return err
 			}
@@ -128,6 +133,12 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 				return err
 			}
 			defer verifier.Close()
+			var consoleHandler func(http.Handler) http.Handler
+			if withConsole {
+				if consoleHandler, err = newConsole(issuersFile, base, emb, st, logger); err != nil {
+					return err
+				}
+			}
 			locations, err := loadLocations(locationsFile, base)
 			if err != nil {
 				return err
@@ -137,11 +148,19 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 					return err
 				}
 			}
-			h, err = hub.New(hub.Config{Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
+			flags := cmd.Flags()
+			probeL, metricsL, err := listenProbes(bindFlag{probeAddr, flags.Changed("health-probe-bind-address")},
+				bindFlag{metricsAddr, flags.Changed("metrics-bind-address")}, logger)
+			if err != nil {
+				return err
+			}
+			defer closeListeners(probeL, metricsL)
+			h, err = hub.New(hub.Config{Metrics: metrics, ProbeListener: probeL, MetricsListener: metricsL,
+				Store: st, AdminTokenHash: adminHash, HubID: hubID, AssertionKey: key, Verifier: verifier,
 				EmbeddedIssuer: emb.url, IssuerHandler: emb.issuer, Logins: logins, Replica: replica,
 				PeerURL: peerURL, PeerTLS: peerTLS, ReplicaLease: lease, DrainDelay: drainDelay, DrainGrace: drainGrace, AuditLog: auditSink,
 				HeartbeatInterval: heartbeat, OfflineAfter: offlineAfter, AgentKeyMaxIdle: keyMaxIdle,
-				Locations: locations, Version: Version}, logger)
+				Locations: locations, Version: Version, Console: consoleHandler}, logger)
 			if err != nil {
 				return usageError{err} // what New refuses came from flags and files
 			}
@@ -171,6 +190,9 @@ replicas, requests in flight get --drain-grace); a second signal stops it at onc
 	f.DurationVar(&lease, "replica-lease", 15*time.Second, "how long this replica counts as alive without renewing its record; a replica that stops renewing is taken for dead after it")
 	f.DurationVar(&drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long readiness fails before agents are moved to other replicas (let load balancers notice)")
 	f.DurationVar(&drainGrace, "drain-grace", 30*time.Second, "on SIGTERM, how long requests in flight get to finish after agents were moved; then long streams are ended")
+	f.BoolVar(&withConsole, "console", true, "serve the web console at URL/console/ (sign-in with the embedded issuer, and the --oidc-issuers with a consoleClientID)")
+	f.StringVar(&probeAddr, "health-probe-bind-address", "0", "also serve /livez and /readyz in plain HTTP on this address (they are always on the HTTPS address); 0 for off")
+	f.StringVar(&metricsAddr, "metrics-bind-address", "0", "serve Prometheus /metrics in plain HTTP on this address, e.g. :9090; 0 for off; the same address as --health-probe-bind-address serves both on one port")
 	f.StringVar(&auditLog, "audit-log", "", "also write every audit event as a JSON line to this file (appended, 0600), or - for standard output; the store keeps them anyway (tether audit list)")
 	cmd.AddCommand(newHubInitCmd())
 	return cmd
@@ -354,6 +376,15 @@ type issuerFile struct {
 	// CLIClientID, on one issuer, is the public client `tether login`
 	// signs people in with; that issuer becomes the hub's login issuer.
 	CLIClientID string `json:"cliClientID,omitempty"`
+	// ConsoleClientID, when set, lets people sign in to the web console
+	// with this issuer: the console's client there, whose redirect URI is
+	// <hub URL>/console/auth/callback. ConsoleClientSecretFile holds its
+	// secret if the issuer made it a confidential client; ConsoleScopes
+	// are the scopes asked for (default openid profile offline_access).
+	// See docs/console.md.
+	ConsoleClientID         string   `json:"consoleClientID,omitempty"`
+	ConsoleClientSecretFile string   `json:"consoleClientSecretFile,omitempty"`
+	ConsoleScopes           []string `json:"consoleScopes,omitempty"`
 }
 
 // embeddedIssuer is the hub's own OIDC provider.
@@ -375,7 +406,9 @@ func newEmbeddedIssuer(url, dataDir string, st store.Store, accessTTL time.Durat
 	if err != nil {
 		return embeddedIssuer{}, err
 	}
-	iss, err := issuer.New(issuer.Config{URL: url, Store: st, Key: key, Audience: embeddedAudience, CLIClientID: embeddedCLIClientID, AccessTokenTTL: accessTTL, Audit: record}, logger)
+	// url is the hub's URL followed by /oidc; the console is at /console.
+	iss, err := issuer.New(issuer.Config{URL: url, Store: st, Key: key, Audience: embeddedAudience, CLIClientID: embeddedCLIClientID, AccessTokenTTL: accessTTL, Audit: record,
+		ConsoleClientID: embeddedConsoleClientID, ConsoleRedirectURI: console.RedirectURI(strings.TrimSuffix(url, "/oidc"))}, logger)
 	if err != nil {
 		return embeddedIssuer{}, fmt.Errorf("embedded issuer: %w", err)
 	}

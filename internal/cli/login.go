@@ -155,7 +155,7 @@ with its client ID and secret. Tokens are cached under ~/.kube/cache/tether
 			if _, err := src.Login(cmd.Context()); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.ErrOrStderr(), "signed in; tokens are cached under ~/.kube/cache/tether (0600) and refreshed when needed")
+			info(cmd, "signed in; tokens are cached under ~/.kube/cache/tether (0600) and refreshed when needed\n")
 			return nil
 		},
 	}
@@ -291,7 +291,7 @@ func newLogoutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "removed %d cached sign-in(s)\n", len(keys))
+			info(cmd, "removed %d cached sign-in(s)\n", len(keys))
 			return nil
 		},
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -75,7 +74,7 @@ refreshed as needed.`,
 				}
 			}
 			upstream := gatewayURL(hubURL, group, name)
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			logger := newLogger(cmd, logText)
 			p, err := localproxy.New(localproxy.Config{
 				Upstream:   upstream,
 				Transport:  transport,
@@ -102,9 +101,8 @@ refreshed as needed.`,
 			if err := writeContext(cmd, file, entry); err != nil {
 				return err
 			}
-			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "proxying https://%s to cluster %s/%s through %s\n", l.Addr(), group, name, hubURL.Host)
-			fmt.Fprintf(stderr, "ready: run kubectl in another shell; Ctrl+C stops the proxy\n")
+			info(cmd, "proxying https://%s to cluster %s/%s through %s\n", l.Addr(), group, name, hubURL.Host)
+			info(cmd, "ready: run kubectl in another shell; Ctrl+C stops the proxy\n")
 			return p.Serve(cmd.Context(), l)
 		},
 	}
@@ -154,7 +152,7 @@ func writeContext(cmd *cobra.Command, file string, entry kubeconfig.Entry) error
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "wrote context %q to %s and made it current (was %q)\n", entry.Name, target, previous)
+	info(cmd, "wrote context %q to %s and made it current (was %q)\n", entry.Name, target, previous)
 	return nil
 }
 

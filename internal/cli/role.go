@@ -138,7 +138,7 @@ func newRoleAssignmentDeleteCmd() *cobra.Command {
 				if err := c.do(cmd.Context(), http.MethodDelete, "/api/v1/role-assignments/"+url.PathEscape(strings.TrimSpace(id)), nil, nil); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "deleted role assignment %s\n", id)
+				info(cmd, "deleted role assignment %s\n", id)
 			}
 			return nil
 		},

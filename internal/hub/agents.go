@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -32,7 +33,7 @@ const (
 )
 
 // agentConn is one live tunnel. Its fields are set before it is
-// registered and read-only from then on.
+// registered and read-only from then on, but for endReason.
 type agentConn struct {
 	cluster string
 	// key is the agent key the tunnel was authenticated with.
@@ -43,6 +44,25 @@ type agentConn struct {
 	// hb is the heartbeat recorded when the tunnel connected: the versions
 	// its agent reported. Later heartbeats differ only in At.
 	hb store.Heartbeat
+	// endReason is why the hub ended the tunnel (a disconnect reason of
+	// tether_hub_agent_disconnects_total), set by the first to end it; nil
+	// when the agent or the network did.
+	endReason atomic.Pointer[string]
+}
+
+// end records why the hub ends the tunnel, unless a reason is already
+// recorded.
+func (c *agentConn) end(reason string) { c.endReason.CompareAndSwap(nil, &reason) }
+
+// disconnectReason is the tunnel's disconnect reason, once it has ended.
+func (c *agentConn) disconnectReason() string {
+	if r := c.endReason.Load(); r != nil {
+		return *r
+	}
+	if errors.Is(c.sess.Err(), tunnel.ErrKeepAliveTimeout) {
+		return disconnectKeepAlive
+	}
+	return disconnectClosed
 }
 
 // enroll redeems a join token for the public key the agent generated.
@@ -102,8 +122,9 @@ func (h *Hub) enroll(w http.ResponseWriter, r *http.Request) {
 }
 
 // refuser answers a refused agent request with a code and a Status whose
-// message the agent's operator reads.
-type refuser func(w http.ResponseWriter, code int, message string)
+// message the agent's operator reads; reason is the refusal's reason of
+// tether_hub_agent_connect_refusals_total.
+type refuser func(w http.ResponseWriter, code int, reason, message string)
 
 // authenticateAgent checks the agent proof in r's Authorization header (see
 // package agentkey) against the key its cluster enrolled, refusing nonces
@@ -113,33 +134,33 @@ func (h *Hub) authenticateAgent(w http.ResponseWriter, r *http.Request, refuse r
 	proof := r.Header.Get("Authorization")
 	claims, err := agentkey.Parse(proof)
 	if err != nil {
-		refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
+		refuse(w, http.StatusUnauthorized, refusedMalformed, "agent authentication: "+err.Error())
 		return store.Cluster{}, now, false
 	}
 	c, err = h.cfg.Store.GetCluster(r.Context(), claims.Cluster)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		refuse(w, http.StatusNotFound, fmt.Sprintf(
+		refuse(w, http.StatusNotFound, refusedUnknown, fmt.Sprintf(
 			"cluster %s is not registered on this hub: it was deleted, or never registered; stop this agent, or register the cluster again (tether cluster create) and enroll the agent with the new join token from an empty state directory", claims.Cluster))
 		return store.Cluster{}, now, false
 	}
 	if err != nil {
 		h.logger.Error("look up cluster of agent", "cluster", claims.Cluster, "err", err)
-		refuse(w, http.StatusServiceUnavailable, "the hub could not read its store; retry")
+		refuse(w, http.StatusServiceUnavailable, refusedStoreFailure, "the hub could not read its store; retry")
 		return store.Cluster{}, now, false
 	}
 	if !c.Enrolled() {
-		refuse(w, http.StatusUnauthorized, "cluster "+c.ID+" has no enrolled agent key; enroll with a join token")
+		refuse(w, http.StatusUnauthorized, refusedNotEnrolled, "cluster "+c.ID+" has no enrolled agent key; enroll with a join token")
 		return store.Cluster{}, now, false
 	}
 	now = h.cfg.Now()
 	if _, err := agentkey.Verify(proof, ed25519.PublicKey(c.Agent.PublicKey), r.Host, now, &h.replay); err != nil {
 		h.logger.Warn("agent proof refused", "cluster", c.ID, "remote_addr", r.RemoteAddr, "err", err)
-		refuse(w, http.StatusUnauthorized, "agent authentication: "+err.Error())
+		refuse(w, http.StatusUnauthorized, refusedBadProof, "agent authentication: "+err.Error())
 		return store.Cluster{}, now, false
 	}
 	if idle, expired := h.keyExpired(c, now); expired {
 		h.logger.Warn("expired agent key refused", "cluster", c.ID, "remote_addr", r.RemoteAddr, "idle", idle.String())
-		refuse(w, http.StatusForbidden, h.expiredMessage(c, idle))
+		refuse(w, http.StatusForbidden, refusedExpiredKey, h.expiredMessage(c, idle))
 		return store.Cluster{}, now, false
 	}
 	return c, now, true
@@ -147,11 +168,15 @@ func (h *Hub) authenticateAgent(w http.ResponseWriter, r *http.Request, refuse r
 
 // tunnel authenticates an agent's proof and takes its tunnel.
 func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
+	refuse := func(w http.ResponseWriter, code int, reason, message string) {
+		h.metrics.agentRefusals.WithLabelValues(reason).Inc()
+		tunnel.Refuse(w, code, message)
+	}
 	if h.draining.Load() {
-		tunnel.Refuse(w, http.StatusServiceUnavailable, "this hub replica is draining; connect again")
+		refuse(w, http.StatusServiceUnavailable, refusedDraining, "this hub replica is draining; connect again")
 		return
 	}
-	cluster, now, ok := h.authenticateAgent(w, r, tunnel.Refuse)
+	cluster, now, ok := h.authenticateAgent(w, r, refuse)
 	if !ok {
 		return
 	}
@@ -167,7 +192,7 @@ func (h *Hub) tunnel(w http.ResponseWriter, r *http.Request) {
 		KubernetesVersion: clipText(r.Header.Get(agent.HeaderKubernetesVersion), store.MaxVersionLen),
 		At:                now,
 	}
-	conn := &agentConn{cluster: cluster.ID, key: cluster.Agent.PublicKey, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.logger), connected: now, hb: hb}
+	conn := &agentConn{cluster: cluster.ID, key: cluster.Agent.PublicKey, sess: sess, gw: newClusterGateway(cluster.ID, sess, h.metrics, h.logger), connected: now, hb: hb}
 	h.register(conn)
 }
 
@@ -181,15 +206,19 @@ func (h *Hub) register(conn *agentConn) {
 	h.notifyLocalLocked()
 	h.wg.Add(1) // done by the unregistering below
 	h.mu.Unlock()
+	h.metrics.agentConnects.Inc()
+	h.metrics.agentSessions.Inc()
 	if old != nil {
 		// Let in-flight requests finish on the old tunnel; its idle
 		// connections would keep the agent waiting for nothing.
+		old.end(disconnectReplaced)
 		old.sess.GoAway()
 		old.gw.close()
 	}
 	if !h.keyCurrent(conn) {
 		// Deleted or enrolled anew since its agent authenticated: it is
 		// unregistered below.
+		conn.end(disconnectRevoked)
 		conn.sess.Close()
 	}
 	holder := store.Tunnel{Replica: h.cfg.Replica, ConnectedAt: conn.connected}
@@ -211,6 +240,9 @@ func (h *Hub) unregister(conn *agentConn, holder store.Tunnel) {
 		h.notifyLocalLocked()
 	}
 	h.mu.Unlock()
+	reason := conn.disconnectReason()
+	h.metrics.agentSessions.Dec()
+	h.metrics.agentDisconnects.WithLabelValues(reason).Inc()
 	conn.gw.close()
 	hb := conn.hb
 	hb.At = h.cfg.Now()
@@ -219,7 +251,7 @@ func (h *Hub) unregister(conn *agentConn, holder store.Tunnel) {
 		_, err := h.cfg.Store.ClearTunnel(ctx, conn.cluster, holder)
 		return err
 	})
-	h.logger.Info("agent disconnected", "cluster", conn.cluster, "err", conn.sess.Err())
+	h.logger.Info("agent disconnected", "cluster", conn.cluster, "reason", reason, "err", conn.sess.Err())
 }
 
 func (h *Hub) heartbeat(cluster string, hb store.Heartbeat) {
@@ -278,7 +310,10 @@ func (h *Hub) heartbeats() {
 		return h.cfg.Store.RecordHeartbeats(ctx, hbs)
 	})
 	// Each is unregistered when it has ended.
-	inParallel(revoked, func(c *agentConn) { c.sess.Close() })
+	inParallel(revoked, func(c *agentConn) {
+		c.end(disconnectRevoked)
+		c.sess.Close()
+	})
 }
 
 // keyCurrent reports whether conn's cluster still exists with the key its
@@ -338,6 +373,7 @@ func (h *Hub) lookup(cluster string) *agentConn {
 // then unregistered.
 func (h *Hub) closeTunnel(cluster string) {
 	if conn := h.lookup(cluster); conn != nil {
+		conn.end(disconnectRevoked)
 		conn.sess.Close()
 	}
 }
@@ -348,6 +384,7 @@ func (h *Hub) closeTunnel(cluster string) {
 func (h *Hub) goAwayAll() int {
 	conns := h.localTunnels()
 	inParallel(conns, func(c *agentConn) {
+		c.end(disconnectDrain)
 		c.sess.GoAway()
 		c.gw.close()
 	})
@@ -389,6 +426,7 @@ func (h *Hub) localTunnels() []*agentConn {
 func (h *Hub) closeAll() {
 	conns := h.localTunnels()
 	for _, c := range conns {
+		c.end(disconnectShutdown)
 		c.sess.Close()
 	}
 }

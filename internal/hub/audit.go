@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -16,9 +17,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"tether.dev/tether/internal/access"
 	"tether.dev/tether/internal/audit"
 	"tether.dev/tether/internal/store"
+	"tether.dev/tether/internal/upgrade"
 )
 
 // The audit trail: every request through the gateway, every upgraded
@@ -40,6 +44,16 @@ type auditor struct {
 	sinkMu  sync.Mutex
 	sink    io.Writer // JSON lines; nil for none
 	flushed chan struct{}
+	// lostMetric counts the events lost (tether_hub_audit_events_lost_total);
+	// nil for none. Set before run starts.
+	lostMetric prometheus.Counter
+}
+
+// countLost adds n events to the lost events metric.
+func (a *auditor) countLost(n int) {
+	if a.lostMetric != nil {
+		a.lostMetric.Add(float64(n))
+	}
 }
 
 func newAuditor(st store.Store, sink io.Writer, logger interface{ Warn(string, ...any) }) *auditor {
@@ -51,6 +65,7 @@ func (a *auditor) record(e audit.Event) {
 	select {
 	case a.ch <- e:
 	default:
+		a.countLost(1)
 		if n := a.lost.Add(1); n == 1 || n%1000 == 0 {
 			a.logger.Warn("audit events lost: the queue is full (is the store down?)", "lost", n)
 		}
@@ -130,6 +145,7 @@ func (a *auditor) drain(d time.Duration) {
 			return
 		}
 		if !a.write(ctx, batch) {
+			a.countLost(len(batch) + len(a.ch))
 			a.logger.Warn("audit events lost at shutdown: the store did not take them", "lost", len(batch)+len(a.ch))
 			return
 		}
@@ -182,6 +198,12 @@ func newRequestID() string {
 type auditRecord struct {
 	event audit.Event
 	start time.Time
+	// began is start by the real clock (Config.Now may be a test's), for
+	// the request's metrics and log line.
+	began time.Time
+	// kind is the request's kind if it is long-running (see
+	// longRunningKind), else "".
+	kind string
 	// forwarded: the request went through the cluster's tunnel, so the
 	// answer is the cluster's; otherwise it is the hub's own (a refusal or
 	// a failure).
@@ -308,9 +330,10 @@ func (b *countingBody) Read(p []byte) (int, error) {
 // the body counted) and the writer to answer through, and a func to call
 // when the request is done.
 func (h *Hub) startAudit(w http.ResponseWriter, r *http.Request, id string) (*auditWriter, *http.Request, func()) {
-	rec := &auditRecord{start: h.cfg.Now()}
+	rec := &auditRecord{start: h.cfg.Now(), began: time.Now()}
 	reqID := newRequestID()
 	attrs := access.ParseRequest(r.Method, strings.TrimPrefix(r.URL.Path, "/k8s/"+r.PathValue("group")+"/"+r.PathValue("cluster")), r.URL.Query())
+	rec.kind = access.LongRunningKind(attrs.Verb, attrs.Subresource, upgrade.IsUpgrade(r.Header))
 	rec.event = audit.Event{
 		Time: rec.start, Type: audit.TypeRequest, RequestID: reqID, Replica: h.cfg.Replica,
 		SourceAddr: r.RemoteAddr, Cluster: id,
@@ -331,8 +354,13 @@ func (h *Hub) startAudit(w http.ResponseWriter, r *http.Request, id string) (*au
 	}
 	r = r.WithContext(context.WithValue(r.Context(), auditKey{}, rec))
 	return aw, r, func() {
+		took := time.Since(rec.began)
 		if rec.elsewhere {
-			return // the replica that served it records it
+			// The replica that served it records it, counts it and logs
+			// it, with the same request ID.
+			h.logger.Debug("request forwarded", "request_id", rec.event.RequestID, "cluster", id, "code", aw.status,
+				"duration_ms", took.Milliseconds())
+			return
 		}
 		e := rec.event
 		e.Duration = h.cfg.Now().Sub(rec.start)
@@ -357,7 +385,49 @@ func (h *Hub) startAudit(w http.ResponseWriter, r *http.Request, id string) (*au
 			e.Decision = audit.DecisionAllow
 		}
 		h.audit.record(clean(e))
+		h.metrics.request(access.MetricVerb(e.Verb, e.Subresource), rec.kind, e.Status, took)
+		h.logRequest(e, took)
 	}
+}
+
+// logRequest writes a gateway request's log line: at Debug, unless the
+// hub refused it (Info), failed or the cluster answered 5xx (Warn), or the
+// cluster denied it (Info). Its request_id is the audit event's; it names
+// the caller by object ID and type, never by name or token.
+func (h *Hub) logRequest(e audit.Event, took time.Duration) {
+	level := slog.LevelDebug
+	switch {
+	case e.Decision == audit.DecisionError || e.Status >= 500:
+		level = slog.LevelWarn
+	case e.Decision == audit.DecisionDeny || e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
+		level = slog.LevelInfo
+	}
+	if !h.logger.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", e.RequestID),
+		slog.String("cluster", e.Cluster),
+		slog.String("verb", e.Verb),
+		slog.String("resource", e.Resource),
+	}
+	if e.Subresource != "" {
+		attrs = append(attrs, slog.String("subresource", e.Subresource))
+	}
+	if e.Namespace != "" {
+		attrs = append(attrs, slog.String("namespace", e.Namespace))
+	}
+	attrs = append(attrs,
+		slog.Int("code", e.Status),
+		slog.String("decision", e.Decision),
+		slog.Int64("duration_ms", took.Milliseconds()),
+		slog.String("principal", e.PrincipalID),
+		slog.String("principal_type", e.PrincipalType),
+	)
+	if e.Decision != audit.DecisionAllow && e.Reason != "" {
+		attrs = append(attrs, slog.String("reason", e.Reason))
+	}
+	h.logger.LogAttrs(context.Background(), level, "request", attrs...)
 }
 
 // statusText returns the message of the Status in body, or fallback.

@@ -93,6 +93,9 @@ func (h *Hub) authorize(action access.Action, scopeOf scopeFunc, next http.Handl
 			f := store.AssignmentFilter{Scope: scope, Above: scope != ""}
 			grants, err := h.assignmentsOf(r.Context(), c.principal, f)
 			if err != nil {
+				if action != "" {
+					h.metrics.authorized(authzModeAdmin, decisionError)
+				}
 				h.internalError(w, "read role assignments", err)
 				return
 			}
@@ -101,11 +104,13 @@ func (h *Hub) authorize(action access.Action, scopeOf scopeFunc, next http.Handl
 		if action != "" {
 			d := c.may(action, scope)
 			if !d.Allowed {
+				h.metrics.authorized(authzModeAdmin, decisionDeny)
 				h.logger.Info("admin request denied", "principal", c.principal.ID, "action", string(action), "scope", scope)
 				apistatus.Write(w, http.StatusForbidden, d.Message)
 				return
 			}
 			c.grant = d.Grant
+			h.metrics.authorized(authzModeAdmin, decisionAllow)
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	}

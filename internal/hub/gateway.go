@@ -34,10 +34,10 @@ type clusterGateway struct {
 // tunnelHost is the Host the agent sees; the agent ignores it.
 const tunnelHost = "cluster.tether.invalid"
 
-func newClusterGateway(cluster string, sess *tunnel.Session, logger *slog.Logger) *clusterGateway {
+func newClusterGateway(cluster string, sess *tunnel.Session, m *Metrics, logger *slog.Logger) *clusterGateway {
 	g := &clusterGateway{cluster: cluster, logger: logger}
 	g.transport = &streamTransport{
-		open:        func(ctx context.Context) (net.Conn, error) { return sess.Open(ctx) },
+		open:        m.countTunnel(func(ctx context.Context) (net.Conn, error) { return sess.Open(ctx) }),
 		maxIdle:     64,
 		idleTimeout: 90 * time.Second,
 		// No response-header timeout: the API server answers watches and
@@ -209,6 +209,7 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 	if a.Mode == identity.ModeToken {
 		rec.setPrincipal("", "kubernetesToken", tokenSubject(token))
 		rec.event.AuthMode, rec.event.Reason = "token", "a Kubernetes token, passed to the API server, which judges it"
+		h.metrics.authorized(authzModeToken, decisionAllow)
 	}
 	assertion, err := h.signer.Reuse(a, h.cfg.Now())
 	if err != nil {
@@ -221,6 +222,9 @@ func (h *Hub) serveCluster(w http.ResponseWriter, r *http.Request, id string, in
 	if longStream(r) {
 		proxy = conn.gw.stream
 	}
+	// In flight through this replica's tunnel: counted here, where the
+	// audit event is recorded, not on a replica that forwarded it.
+	defer h.metrics.inFlight(rec.kind)()
 	proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fwd)))
 }
 

@@ -94,7 +94,7 @@ func newGatewayFuzz(f *testing.F) *gatewayFuzz {
 			_ = agentSess.Close()
 		})
 		h.mu.Lock()
-		h.tunnels[id] = &agentConn{cluster: id, sess: hubSess, gw: newClusterGateway(id, hubSess, h.logger), connected: time.Now()}
+		h.tunnels[id] = &agentConn{cluster: id, sess: hubSess, gw: newClusterGateway(id, hubSess, h.metrics, h.logger), connected: time.Now()}
 		h.mu.Unlock()
 	}
 	f.Cleanup(func() {

@@ -138,8 +138,26 @@ type Config struct {
 	// the store has chained it (for a SIEM). The store keeps them anyway.
 	AuditLog io.Writer
 	// Tunnel tunes agent tunnels; zero values are the tunnel package's
-	// defaults.
+	// defaults. Its OnPing is the hub's tunnel RTT metric unless set.
 	Tunnel tunnel.Config
+	// Metrics are the hub's Prometheus metrics; New instruments Store with
+	// them. Nil means New makes its own (NewMetrics with Version); make
+	// them first when another user of the store (the embedded issuer) is
+	// to be measured too (Metrics.InstrumentStore).
+	Metrics *Metrics
+	// MetricsListener, when not nil, serves GET /metrics in plain HTTP
+	// (the Prometheus text format). ProbeListener, when not nil, serves
+	// GET /livez and /readyz (with ?verbose, and /livez/NAME,
+	// /readyz/NAME for each check) in plain HTTP; both are also served on
+	// the HTTPS listener. They may be the same listener, which then
+	// serves all three. Serve serves them until it returns (readiness
+	// keeps answering, failed, through the drain) and closes them.
+	MetricsListener, ProbeListener net.Listener
+	// Console, when set, makes the web console's handler (package
+	// console), served under /console/ (and GET / redirects there); api is
+	// the hub's own handler, which the console calls in process with the
+	// signed-in person's token. Nil means no console.
+	Console func(api http.Handler) http.Handler
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
 }
@@ -180,6 +198,14 @@ type Hub struct {
 	// decisions stand in for the store for signed-in callers while it is
 	// unreachable.
 	decisions *decisions
+
+	// metrics are the Prometheus metrics (metrics.go).
+	metrics *Metrics
+	// httpsStopped is set when Serve's HTTPS listener has stopped serving
+	// (a hub whose Handler is served by an embedder never sets it).
+	httpsStopped atomic.Bool
+	// storeHealth caches the readiness probe's store check.
+	storeHealth storeCheck
 
 	// active counts the gateway's requests in flight, upgraded ones
 	// included; watches are the watches among them.
@@ -255,6 +281,14 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tunnel.Logger = logger
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(cfg.Version)
+	}
+	m := cfg.Metrics
+	cfg.Store = m.InstrumentStore(cfg.Store)
+	if cfg.Tunnel.OnPing == nil {
+		cfg.Tunnel.OnPing = func(rtt time.Duration) { m.tunnelRTT.Observe(rtt.Seconds()) }
+	}
 	signer, err := identity.NewAssertionSigner(cfg.HubID, cfg.AssertionKey)
 	if err != nil {
 		return nil, fmt.Errorf("hub: %w", err)
@@ -266,7 +300,8 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 	h := &Hub{cfg: cfg, logger: logger, tunnels: map[string]*agentConn{}, tunnelsChanged: make(chan struct{}),
 		decisions: newDecisions(decisionsStaleFor, maxDecisions),
 		audit:     newAuditor(cfg.Store, cfg.AuditLog, logger),
-		signer:    signer, hubKeys: []string{string(pub)}, locations: locations}
+		signer:    signer, hubKeys: []string{string(pub)}, locations: locations, metrics: m}
+	h.audit.lostMetric = m.auditLost
 	if cfg.PeerURL != "" {
 		u, err := url.Parse(cfg.PeerURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
@@ -302,8 +337,7 @@ func New(cfg Config, logger *slog.Logger) (*Hub, error) {
 
 func (h *Hub) routes() {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", h.readyz)
+	h.probeRoutes(mux)
 	mux.HandleFunc("GET /api/v1/auth/config", h.authConfig)
 	mux.HandleFunc("GET /api/v1/version", h.version)
 	mux.HandleFunc("POST "+enrollPath, h.enroll)
@@ -318,6 +352,10 @@ func (h *Hub) routes() {
 	h.auditRoutes(mux)
 	if h.issuerPath != "" {
 		mux.Handle(h.issuerPath+"/", h.cfg.IssuerHandler)
+	}
+	if h.cfg.Console != nil {
+		mux.Handle("/console/", h.cfg.Console(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) })))
+		mux.Handle("GET /{$}", http.RedirectHandler("/console/", http.StatusFound))
 	}
 	h.mux = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
@@ -367,20 +405,6 @@ func (h *Hub) version(w http.ResponseWriter, _ *http.Request) {
 
 // Handler returns the hub's HTTP handler (for tests and embedding).
 func (h *Hub) Handler() http.Handler { return h.mux }
-
-func (h *Hub) readyz(w http.ResponseWriter, _ *http.Request) {
-	if h.draining.Load() {
-		http.Error(w, "draining", http.StatusServiceUnavailable)
-		return
-	}
-	if h.rt != nil && !h.rt.isSynced() {
-		// Not a store outage (a replica with routes stays ready through
-		// one): this replica has not read the routes since it started.
-		http.Error(w, "reading the routes to the other replicas' tunnels", http.StatusServiceUnavailable)
-		return
-	}
-	w.Write([]byte("ok\n"))
-}
 
 func (h *Hub) authConfig(w http.ResponseWriter, _ *http.Request) {
 	if len(h.cfg.Logins) == 0 {
@@ -441,8 +465,26 @@ func (h *Hub) Serve(ctx context.Context, l net.Listener, tlsConfig *tls.Config) 
 		loopsDone.Wait()
 	}()
 
+	// The probe and metrics listeners, served until Serve returns: the
+	// probes see the drain.
+	side := h.sideServers()
+	var sideDone sync.WaitGroup
+	for sl, s := range side {
+		sideDone.Go(func() { s.Serve(sl) }) // returns once s is closed
+	}
+	defer func() {
+		for _, s := range side {
+			s.Close()
+		}
+		sideDone.Wait()
+	}()
+
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(l, "", "") }()
+	go func() {
+		err := srv.ServeTLS(l, "", "")
+		h.httpsStopped.Store(true)
+		errc <- err
+	}()
 	h.logger.Info("hub serving", "addr", l.Addr().String(), "replica", h.cfg.Replica, "peer_url", h.cfg.PeerURL)
 
 	var err error

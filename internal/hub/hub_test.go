@@ -55,6 +55,12 @@ func newFixtureWith(t *testing.T, verifier *identity.Verifier) *fixture {
 // newFixtureConfig is newFixture with the hub's Config changed by edit.
 func newFixtureConfig(t *testing.T, edit func(*Config)) *fixture {
 	t.Helper()
+	return newFixtureLogged(t, edit, slog.New(slog.DiscardHandler))
+}
+
+// newFixtureLogged is newFixtureConfig with the hub logging to logger.
+func newFixtureLogged(t *testing.T, edit func(*Config), logger *slog.Logger) *fixture {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +73,7 @@ func newFixtureConfig(t *testing.T, edit func(*Config)) *fixture {
 	}
 	cfg := Config{Store: st, AdminTokenHash: HashToken(adminToken), HubID: "test-hub", AssertionKey: key, Replica: "test", Now: f.clock}
 	edit(&cfg)
-	h, err := New(cfg, slog.New(slog.DiscardHandler))
+	h, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

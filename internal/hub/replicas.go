@@ -174,6 +174,7 @@ func (h *Hub) readRoute(ctx context.Context, id string) {
 	}
 	if conn := h.lookup(id); conn != nil && !keyMatches(c, conn) {
 		h.logger.Info("agent key revoked; closing its tunnel", "cluster", id)
+		conn.end(disconnectRevoked)
 		conn.sess.Close()
 	}
 }

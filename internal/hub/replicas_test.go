@@ -60,6 +60,13 @@ func newReplicaSet(t testing.TB, names ...string) *replicaSet {
 // edit.
 func newReplicaSetWith(t testing.TB, edit func(*Config), names ...string) *replicaSet {
 	t.Helper()
+	return newReplicaSetLogged(t, edit, slog.New(slog.DiscardHandler), names...)
+}
+
+// newReplicaSetLogged is newReplicaSetWith with each replica logging to
+// logger, with its name as "replica".
+func newReplicaSetLogged(t testing.TB, edit func(*Config), logger *slog.Logger, names ...string) *replicaSet {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +94,7 @@ func newReplicaSetWith(t testing.TB, edit func(*Config), names ...string) *repli
 			Replica: name, PeerURL: u, PeerTLS: clientTLS, ReplicaLease: 600 * time.Millisecond, RouteWait: 2 * time.Second,
 			DrainDelay: 100 * time.Millisecond, DrainGrace: 2 * time.Second}
 		edit(&cfg)
-		h, err := New(cfg, slog.New(slog.DiscardHandler))
+		h, err := New(cfg, logger.With("replica", name))
 		if err != nil {
 			t.Fatal(err)
 		}

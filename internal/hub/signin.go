@@ -54,6 +54,7 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		}
 		var ok bool
 		if a, ok = h.decisions.get(key, h.cfg.Now()); ok {
+			h.metrics.authorized(authzModeUnknown, decisionAllow)
 			h.logger.Warn("store unavailable: a signed-in caller is allowed on a recent decision", "cluster", clusterID, "principal", a.Subject)
 			rec := recordOf(r)
 			if rec.event.PrincipalID == "" {
@@ -79,6 +80,7 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		if stale(err) {
 			return a, false
 		}
+		h.metrics.authorized(authzModeUnknown, decisionError)
 		h.internalError(w, "look up the cluster", err)
 		return a, true
 	}
@@ -87,11 +89,13 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		if stale(err) {
 			return a, false
 		}
+		h.metrics.authorized(clusterAuthzMode(cluster.Mode), decisionError)
 		h.internalError(w, "read role assignments", err)
 		return a, true
 	}
 	d := access.Connect(principal, clusterID, assignments)
 	if !d.Allowed {
+		h.metrics.authorized(clusterAuthzMode(cluster.Mode), decisionDeny)
 		h.logger.Info("connect denied", "cluster", clusterID, "principal", p.ID)
 		apistatus.Write(w, http.StatusForbidden, d.Message)
 		return a, true
@@ -105,9 +109,11 @@ func (h *Hub) signedIn(w http.ResponseWriter, r *http.Request, clusterID, token 
 		a.Groups = p.Groups
 	}
 	if len(a.Groups) > identity.MaxGroups {
+		h.metrics.authorized(clusterAuthzMode(cluster.Mode), decisionDeny)
 		apistatus.Write(w, http.StatusForbidden, fmt.Sprintf("principal %s is in %d groups, more than the hub passes on (%d)", p.ID, len(a.Groups), identity.MaxGroups))
 		return a, true
 	}
 	h.decisions.put(key, a, h.cfg.Now(), p.Expiry)
+	h.metrics.authorized(clusterAuthzMode(cluster.Mode), decisionAllow)
 	return a, false
 }

@@ -92,7 +92,7 @@ const statusReportShape = `{"agentVersion":..., "kubernetesVersion":..., "nodeCo
 // authenticated as the tunnel is. Text is made to fit, not refused: the
 // report is for people, and a long error is still worth its first KiB.
 func (h *Hub) agentStatus(w http.ResponseWriter, r *http.Request) {
-	c, now, ok := h.authenticateAgent(w, r, apistatus.Write)
+	c, now, ok := h.authenticateAgent(w, r, func(w http.ResponseWriter, code int, _, message string) { apistatus.Write(w, code, message) })
 	if !ok {
 		return
 	}

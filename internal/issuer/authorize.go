@@ -23,6 +23,7 @@ var authParams = []string{"response_type", "client_id", "redirect_uri", "scope",
 
 // authRequest is a validated authorization request.
 type authRequest struct {
+	clientID    string
 	redirect    *url.URL
 	redirectURI string // as given: the token request must repeat it exactly
 	state       string
@@ -42,14 +43,20 @@ func (i *Issuer) parseAuthRequest(v url.Values) (req authRequest, notice string,
 			return req, fmt.Sprintf("The sign-in request repeats the parameter %s. Start the sign-in again from tether login.", boundedQuote(k)), nil
 		}
 	}
-	if id := v.Get("client_id"); id != i.cfg.CLIClientID {
-		return req, fmt.Sprintf("The sign-in request is for client %s, which this hub does not know. Sign in with tether login.", boundedQuote(id)), nil
+	var redirect *url.URL
+	var err error
+	switch id := v.Get("client_id"); {
+	case id == i.cfg.CLIClientID:
+		redirect, err = parseLoopbackRedirect(v.Get("redirect_uri"))
+	case id != "" && id == i.cfg.ConsoleClientID:
+		redirect, err = i.consoleRedirect(v.Get("redirect_uri"))
+	default:
+		return req, fmt.Sprintf("The sign-in request is for client %s, which this hub does not know. Sign in with tether login, or through the hub's console.", boundedQuote(id)), nil
 	}
-	redirect, err := parseLoopbackRedirect(v.Get("redirect_uri"))
 	if err != nil {
 		return req, fmt.Sprintf("The sign-in request cannot be answered: %v.", err), nil
 	}
-	req = authRequest{redirect: redirect, redirectURI: v.Get("redirect_uri"), state: v.Get("state"), nonce: v.Get("nonce"),
+	req = authRequest{clientID: v.Get("client_id"), redirect: redirect, redirectURI: v.Get("redirect_uri"), state: v.Get("state"), nonce: v.Get("nonce"),
 		challenge: v.Get("code_challenge"), params: url.Values{}}
 	if len(req.state) > maxStateLen {
 		return authRequest{}, fmt.Sprintf("The sign-in request's state is longer than %d bytes.", maxStateLen), nil
@@ -111,6 +118,40 @@ func parseLoopbackRedirect(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// consoleRedirect accepts only the console's one redirect URI, exactly as
+// configured: the console is a public client too, and an open redirect
+// for it would hand its codes to anyone.
+func (i *Issuer) consoleRedirect(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("it has no redirect_uri")
+	}
+	if s != i.cfg.ConsoleRedirectURI {
+		return nil, fmt.Errorf("the redirect address %s is not the console's (%s)", boundedQuote(s), i.cfg.ConsoleRedirectURI)
+	}
+	return url.Parse(s)
+}
+
+// checkConsoleClient checks the console client's settings: a client ID
+// that is neither the CLI's nor the audience, and an https redirect URI
+// without query or fragment.
+func checkConsoleClient(cfg Config) error {
+	if cfg.ConsoleClientID == "" {
+		if cfg.ConsoleRedirectURI != "" {
+			return errors.New("a console redirect URI without a console client ID")
+		}
+		return nil
+	}
+	switch cfg.ConsoleClientID {
+	case cfg.CLIClientID, cfg.Audience:
+		return fmt.Errorf("the console client ID %q must differ from the CLI client ID and the audience", cfg.ConsoleClientID)
+	}
+	u, err := url.Parse(cfg.ConsoleRedirectURI)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(cfg.ConsoleRedirectURI, "#") {
+		return fmt.Errorf("console redirect URI %q: want https://HOST[:PORT]/PATH without query or fragment", cfg.ConsoleRedirectURI)
+	}
+	return nil
+}
+
 // validChallenge checks an S256 code challenge's form.
 func validChallenge(c string) bool {
 	return len(c) == 43 && !strings.ContainsFunc(c, func(r rune) bool {
@@ -120,8 +161,12 @@ func validChallenge(c string) bool {
 
 // formActionSource is the CSP source of the redirect's origin: browsers
 // apply form-action to the redirect that answers the form. CSP has no
-// syntax for IPv6 literals, so [::1] is allowed as any http URL.
+// syntax for IPv6 literals, so [::1] is allowed as any http URL. The
+// console's redirect is https, to its own host.
 func formActionSource(u *url.URL) string {
+	if u.Scheme == "https" {
+		return "https://" + u.Host
+	}
 	if strings.Contains(u.Hostname(), ":") {
 		return "http:"
 	}
@@ -159,9 +204,13 @@ func (i *Issuer) loginPage(req authRequest, login string) page {
 			hidden = append(hidden, hiddenField{k, v})
 		}
 	}
+	msg := fmt.Sprintf("Sign in with your account of the hub at %s. Your browser then returns to the tether command at %s.", i.cfg.URL, req.redirect.Host)
+	if req.clientID == i.cfg.ConsoleClientID {
+		msg = fmt.Sprintf("Sign in with your account of the hub at %s. Your browser then returns to the hub's console.", i.cfg.URL)
+	}
 	return page{
 		Title:   "Sign in to Tether",
-		Message: fmt.Sprintf("Sign in with your account of the hub at %s. Your browser then returns to the tether command at %s.", i.cfg.URL, req.redirect.Host),
+		Message: msg,
 		Form:    &loginForm{Action: i.path + authorizePath, Hidden: hidden, Login: login},
 	}
 }
@@ -208,7 +257,7 @@ func (i *Issuer) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := randomString(32)
 	now := i.cfg.Now()
-	ac := authCode{ClientID: i.cfg.CLIClientID, RedirectURI: req.redirectURI, Challenge: req.challenge, Scopes: req.scopes, Nonce: req.nonce, User: who}
+	ac := authCode{ClientID: req.clientID, RedirectURI: req.redirectURI, Challenge: req.challenge, Scopes: req.scopes, Nonce: req.nonce, User: who}
 	err := i.codes.add(r.Context(), now, code, ac, now.Add(authCodeTTL))
 	switch {
 	case errors.Is(err, errFull):

@@ -101,7 +101,7 @@ func (i *Issuer) deviceCode(w http.ResponseWriter, r *http.Request) (deviceAuthR
 	if oerr != nil {
 		return deviceAuthResponse{}, oerr
 	}
-	if _, oerr := i.cliRequest(r, form); oerr != nil {
+	if _, oerr := i.cliRequest(r, form, false); oerr != nil {
 		return deviceAuthResponse{}, oerr
 	}
 	scopes, oerr := i.personScopes(form.Get("scope"))

@@ -19,7 +19,14 @@
 // with PKCE S256, refresh_token), the device authorization endpoint
 // (/devicecode), and two HTML pages where a person signs in: /device
 // (enter the code shown in the terminal) and /authorize (the login page of
-// the browser flow, which redirects only to loopback URIs, RFC 8252).
+// the browser flow, which redirects the CLI only to loopback URIs, RFC
+// 8252).
+//
+// A second public client, the hub's web console (Config.ConsoleClientID),
+// may use the authorization code flow with PKCE and refresh tokens, never
+// the device flow; its one redirect URI is Config.ConsoleRedirectURI,
+// compared exactly. Codes and refresh tokens are bound to the client they
+// were issued to: neither client can redeem the other's.
 //
 // # Tokens
 //
@@ -32,8 +39,9 @@
 //     scp. It carries no groups: the hub reads a caller's groups from the
 //     store at every request, so adding or removing a member takes effect
 //     at once, and the token never outgrows a header.
-//   - The ID token (typ "JWT", aud Config.CLIClientID), only for people and
-//     only when the openid scope was granted, tells the CLI who signed in.
+//   - The ID token (typ "JWT", aud the client: Config.CLIClientID or
+//     Config.ConsoleClientID), only for people and only when the openid
+//     scope was granted, tells the client who signed in.
 //   - The refresh token (typ "tether-refresh+jwt", aud <URL>/token) is
 //     issued to people only. It is stateless: nothing is stored per token,
 //     so several hub replicas sharing a store can each redeem any of them.

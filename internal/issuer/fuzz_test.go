@@ -65,7 +65,7 @@ func FuzzRefreshToken(f *testing.F) {
 		f.Fatal(err)
 	}
 	now := time.Now()
-	tr, err := iss.personTokens(now, person{ID: aliceID, DisplayName: "Alice", LoginName: aliceLogin, Pwd: "cHdk", AuthTime: now}, []string{"openid"}, "n")
+	tr, err := iss.personTokens(now, iss.cfg.CLIClientID, person{ID: aliceID, DisplayName: "Alice", LoginName: aliceLogin, Pwd: "cHdk", AuthTime: now}, []string{"openid"}, "n")
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func (i *Issuer) auditToken(r *http.Request, form url.Values, resp *tokenRespons
 	}
 	e := audit.Event{Time: i.cfg.Now(), Type: audit.TypeSignIn, Verb: form.Get("grant_type"), SourceAddr: r.RemoteAddr,
 		Resource: "token", Decision: audit.DecisionAllow, Status: http.StatusOK}
-	if c, err := clientOf(r, form); err == nil && c.id != i.cfg.CLIClientID {
+	if c, err := clientOf(r, form); err == nil && c.id != i.cfg.CLIClientID && c.id != i.cfg.ConsoleClientID {
 		e.Name = c.id // a service principal's client (application) ID; never the secret
 	}
 	if oerr != nil {
@@ -229,11 +229,12 @@ func clientOf(r *http.Request, form url.Values) (client, *oauthError) {
 }
 
 // cliRequest checks a request of the tether CLI, a public client: its
-// client ID, no secret, and the resource if one is named.
-func (i *Issuer) cliRequest(r *http.Request, form url.Values) (client, *oauthError) {
+// client ID, no secret, and the resource if one is named. With
+// orConsole, the console (the other public client) may send it too.
+func (i *Issuer) cliRequest(r *http.Request, form url.Values, orConsole bool) (client, *oauthError) {
 	c, oerr := clientOf(r, form)
 	if oerr == nil {
-		oerr = i.cliClient(c)
+		oerr = i.cliClient(c, orConsole)
 	}
 	if oerr == nil {
 		oerr = i.checkResource(form)
@@ -241,11 +242,17 @@ func (i *Issuer) cliRequest(r *http.Request, form url.Values) (client, *oauthErr
 	return c, oerr
 }
 
-// cliClient checks that c is the tether CLI.
-func (i *Issuer) cliClient(c client) *oauthError {
+// cliClient checks that c is the tether CLI or, with orConsole, the
+// console.
+func (i *Issuer) cliClient(c client, orConsole bool) *oauthError {
 	switch {
 	case c.id == "":
 		return badRequest("invalid_request", "client_id is required")
+	case orConsole && c.id == i.cfg.ConsoleClientID:
+		if c.secret != "" {
+			return invalidClient("the console is a public client: send no client secret")
+		}
+		return nil
 	case c.id != i.cfg.CLIClientID:
 		return invalidClient("client %s may not use this grant: people sign in only through the tether CLI (client ID %s)", boundedQuote(c.id), i.cfg.CLIClientID)
 	case c.secret != "":
@@ -291,7 +298,7 @@ func (i *Issuer) clientCredentials(r *http.Request, form url.Values) (tokenRespo
 }
 
 func (i *Issuer) deviceCodeGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
-	if _, oerr := i.cliRequest(r, form); oerr != nil {
+	if _, oerr := i.cliRequest(r, form, false); oerr != nil {
 		return tokenResponse{}, oerr
 	}
 	code := form.Get("device_code")
@@ -315,11 +322,11 @@ func (i *Issuer) deviceCodeGrant(r *http.Request, form url.Values) (tokenRespons
 	case pollDenied:
 		return tokenResponse{}, badRequest("access_denied", "the sign-in was denied in the browser")
 	}
-	return i.issueToPerson(grantDeviceCode, now, g.User, g.Scopes, "")
+	return i.issueToPerson(grantDeviceCode, i.cfg.CLIClientID, now, g.User, g.Scopes, "")
 }
 
 func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
-	c, oerr := i.cliRequest(r, form)
+	c, oerr := i.cliRequest(r, form, true)
 	if oerr != nil {
 		return tokenResponse{}, oerr
 	}
@@ -347,7 +354,7 @@ func (i *Issuer) authorizationCodeGrant(r *http.Request, form url.Values) (token
 	case subtle.ConstantTimeCompare([]byte(oauth2.S256ChallengeFromVerifier(verifier)), []byte(ac.Challenge)) != 1:
 		return tokenResponse{}, badRequest("invalid_grant", "code_verifier does not match the code_challenge")
 	}
-	return i.issueToPerson(grantAuthorizationCode, now, ac.User, ac.Scopes, ac.Nonce)
+	return i.issueToPerson(grantAuthorizationCode, c.id, now, ac.User, ac.Scopes, ac.Nonce)
 }
 
 // validVerifier checks a PKCE code verifier's form (RFC 7636 4.1).
@@ -361,7 +368,7 @@ func validVerifier(v string) bool {
 }
 
 func (i *Issuer) refreshTokenGrant(r *http.Request, form url.Values) (tokenResponse, *oauthError) {
-	c, oerr := i.cliRequest(r, form)
+	c, oerr := i.cliRequest(r, form, true)
 	if oerr != nil {
 		return tokenResponse{}, oerr
 	}
@@ -391,7 +398,7 @@ func (i *Issuer) refreshTokenGrant(r *http.Request, form url.Values) (tokenRespo
 	if oerr != nil {
 		return tokenResponse{}, oerr
 	}
-	return i.issueToPerson(grantRefreshToken, now, p, scopes, "")
+	return i.issueToPerson(grantRefreshToken, c.id, now, p, scopes, "")
 }
 
 // currentPerson returns the user a refresh token names, if they still
@@ -422,12 +429,13 @@ func (i *Issuer) currentPerson(ctx context.Context, rc refreshClaims) (person, *
 	return person{ID: u.ID, DisplayName: u.DisplayName, LoginName: u.LoginName, Pwd: rc.Pwd, AuthTime: time.Unix(rc.AuthTime, 0)}, nil
 }
 
-func (i *Issuer) issueToPerson(grant string, now time.Time, p person, scopes []string, nonce string) (tokenResponse, *oauthError) {
-	resp, err := i.personTokens(now, p, scopes, nonce)
+// issueToPerson issues p's tokens to clientID (the CLI or the console).
+func (i *Issuer) issueToPerson(grant, clientID string, now time.Time, p person, scopes []string, nonce string) (tokenResponse, *oauthError) {
+	resp, err := i.personTokens(now, clientID, p, scopes, nonce)
 	if err != nil {
 		return tokenResponse{}, serverError(err)
 	}
-	i.logger.Info("token issued", "grant_type", grant, "principal", p.ID, "client_id", i.cfg.CLIClientID)
+	i.logger.Info("token issued", "grant_type", grant, "principal", p.ID, "client_id", clientID)
 	return resp, nil
 }
 

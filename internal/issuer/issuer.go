@@ -74,6 +74,17 @@ type Config struct {
 	// (no secret) that signs people in with the device code flow or the
 	// authorization code flow with PKCE. Required.
 	CLIClientID string
+	// ConsoleClientID is the client ID of the hub's web console (package
+	// console), a public client that signs people in only with the
+	// authorization code flow with PKCE and only back to
+	// ConsoleRedirectURI. Empty means no console client: /authorize then
+	// serves the CLI alone.
+	ConsoleClientID string
+	// ConsoleRedirectURI is the console's one redirect URI, compared
+	// exactly: an https URL such as
+	// https://hub.example.com:8443/console/auth/callback. Required with
+	// ConsoleClientID.
+	ConsoleRedirectURI string
 	// AccessTokenTTL is the life of access and ID tokens, 1 minute to 24
 	// hours. Zero means DefaultAccessTokenTTL.
 	AccessTokenTTL time.Duration
@@ -143,6 +154,9 @@ func New(cfg Config, logger *slog.Logger) (*Issuer, error) {
 		return nil, errors.New("issuer: no CLI client ID")
 	case cfg.Audience == cfg.CLIClientID:
 		return nil, fmt.Errorf("issuer: the audience and the CLI client ID are both %q; they must differ, or an ID token would pass as an access token", cfg.Audience)
+	}
+	if err := checkConsoleClient(cfg); err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {

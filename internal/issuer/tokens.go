@@ -147,10 +147,11 @@ func (i *Issuer) appTokens(now time.Time, id, name, clientID string) (tokenRespo
 }
 
 // personTokens issues a person's access token, refresh token and, with
-// the openid scope, ID token (carrying nonce if not empty).
-func (i *Issuer) personTokens(now time.Time, p person, scopes []string, nonce string) (tokenResponse, error) {
+// the openid scope, ID token (carrying nonce if not empty), to clientID:
+// the access token's azp, the ID token's aud, the refresh token's client.
+func (i *Issuer) personTokens(now time.Time, clientID string, p person, scopes []string, nonce string) (tokenResponse, error) {
 	scope := strings.Join(scopes, " ")
-	c := i.accessClaims(now, p.ID, i.cfg.CLIClientID)
+	c := i.accessClaims(now, p.ID, clientID)
 	c.Name, c.PreferredUsername, c.IdentityType, c.Scope = p.DisplayName, p.LoginName, idtypUser, scope
 	at, err := sign(i.accessSigner, c)
 	if err != nil {
@@ -159,7 +160,7 @@ func (i *Issuer) personTokens(now time.Time, p person, scopes []string, nonce st
 	resp := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int64(i.cfg.AccessTokenTTL / time.Second), Scope: scope}
 	if slices.Contains(scopes, scopeOpenID) {
 		idc := c
-		idc.Audience, idc.ID, idc.Scope, idc.Nonce, idc.AuthTime = i.cfg.CLIClientID, randomString(16), "", nonce, p.AuthTime.Unix()
+		idc.Audience, idc.ID, idc.Scope, idc.Nonce, idc.AuthTime = clientID, randomString(16), "", nonce, p.AuthTime.Unix()
 		if resp.IDToken, err = sign(i.idSigner, idc); err != nil {
 			return tokenResponse{}, err
 		}
@@ -168,7 +169,7 @@ func (i *Issuer) personTokens(now time.Time, p person, scopes []string, nonce st
 		Issuer:   i.cfg.URL,
 		Subject:  p.ID,
 		Audience: i.endpoint(tokenPath),
-		ClientID: i.cfg.CLIClientID,
+		ClientID: clientID,
 		Scope:    scope,
 		IssuedAt: now.Unix(),
 		Expiry:   now.Add(i.cfg.RefreshTokenTTL).Unix(),

@@ -83,6 +83,12 @@ type Config struct {
 
 	// Logger receives the multiplexer's own diagnostics. nil discards them.
 	Logger *slog.Logger
+
+	// OnPing, when set, is called with the round-trip time of each
+	// keepalive ping the peer answers (every KeepAliveInterval), for
+	// metrics: the tunnel's latency is measured without a ping of its own.
+	// It runs on the keepalive's goroutine and must not block.
+	OnPing func(rtt time.Duration)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -438,13 +444,17 @@ func (s *Session) keepalive() {
 	s.wg.Add(1) // Close waits for a ping in flight
 	s.mu.Unlock()
 	defer s.wg.Done()
-	if _, err := s.mux.Ping(); err != nil {
+	rtt, err := s.mux.Ping()
+	if err != nil {
 		if s.mux.IsClosed() {
 			return
 		}
 		s.conn.setCause(fmt.Errorf("%w: no answer to a ping within %s: %w", ErrKeepAliveTimeout, s.cfg.KeepAliveTimeout, err))
 		_ = s.mux.Close()
 		return
+	}
+	if s.cfg.OnPing != nil {
+		s.cfg.OnPing(rtt)
 	}
 	s.mu.Lock()
 	if !s.closed && !s.ended {

@@ -75,11 +75,11 @@ type Browser struct {
 // only the start. The binary is $TETHER_CHROMIUM if set, else the first of
 // chromium-headless-shell, chromium and google-chrome on PATH.
 func Start(ctx context.Context, opts Options) (*Browser, error) {
-	path, err := findChromium()
+	path, err := FindChromium()
 	if err != nil {
 		return nil, err
 	}
-	spki, err := spkiHashes(opts.TrustPEM)
+	spki, err := SPKIHashes(opts.TrustPEM)
 	if err != nil {
 		return nil, err
 	}
@@ -206,8 +206,12 @@ func (b *Browser) Close() {
 	})
 }
 
-// findChromium returns the path of the browser to run.
-func findChromium() (string, error) {
+// FindChromium returns the path of the browser to run:
+// $TETHER_CHROMIUM if set, else the first of chromium-headless-shell,
+// chromium and google-chrome on PATH. Other harnesses that start Chromium
+// themselves (test/playwright) use it too, so one variable picks the
+// browser for every test.
+func FindChromium() (string, error) {
 	if name := os.Getenv(chromiumEnv); name != "" {
 		path, err := exec.LookPath(name)
 		if err != nil {
@@ -224,10 +228,11 @@ func findChromium() (string, error) {
 		"install the Debian package chromium-headless-shell (hack/deps.sh does), or set " + chromiumEnv + " to a Chromium binary")
 }
 
-// spkiHashes returns, for each certificate in pemData, the base64 SHA-256
+// SPKIHashes returns, for each certificate in pemData, the base64 SHA-256
 // of its SubjectPublicKeyInfo: the form --ignore-certificate-errors-spki-list
-// takes.
-func spkiHashes(pemData []byte) ([]string, error) {
+// takes. A block that is not a certificate, or trailing data that is not
+// PEM, is an error, so a wrong file does not silently pin nothing.
+func SPKIHashes(pemData []byte) ([]string, error) {
 	var hashes []string
 	rest := pemData
 	for {

@@ -399,9 +399,9 @@ func TestSPKIHashesRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := spkiHashes(tt.pem)
+			_, err := SPKIHashes(tt.pem)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("spkiHashes: err = %v, want it to contain %q", err, tt.want)
+				t.Errorf("SPKIHashes: err = %v, want it to contain %q", err, tt.want)
 			}
 		})
 	}
@@ -420,12 +420,12 @@ func TestSPKIHashes(t *testing.T) {
 		sum := sha256.Sum256(spki)
 		want = append(want, base64.StdEncoding.EncodeToString(sum[:]))
 	}
-	got, err := spkiHashes(pemData)
+	got, err := SPKIHashes(pemData)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("spkiHashes (-want +got):\n%s", diff)
+		t.Errorf("SPKIHashes (-want +got):\n%s", diff)
 	}
 }
 

@@ -112,8 +112,11 @@ func agentFromObjects(t *testing.T, ctx context.Context, e *testenv.Env, ns stri
 		}
 	}
 	for i, a := range args {
-		if strings.HasPrefix(a, "--health-listen") {
-			args[i] = "--health-listen=127.0.0.1:0"
+		// Several agents share the network namespace: free ports.
+		for _, f := range []string{"--health-listen", "--health-probe-bind-address", "--metrics-bind-address"} {
+			if strings.HasPrefix(a, f+"=") {
+				args[i] = f + "=127.0.0.1:0"
+			}
 		}
 	}
 	token := strings.TrimSpace(string(kubectl("create", "token", "-n", ns, pod.ServiceAccountName)))

@@ -101,6 +101,9 @@ var (
 	sharedOnce sync.Once
 	shared     *testenv.Env
 	sharedErr  error
+	// hubMetricsAddr and hubProbeAddr are where the shared hub serves
+	// /metrics and /livez, /readyz in plain HTTP.
+	hubMetricsAddr, hubProbeAddr string
 )
 
 // getEnv brings the installation up once for the whole package; TestMain
@@ -123,6 +126,13 @@ func getEnv(t *testing.T) *testenv.Env {
 		}
 		// Quick heartbeats, so that Offline shows within seconds.
 		hubArgs = append(hubArgs, "--heartbeat-interval", "1s", "--offline-after", "3s")
+		// The hub's metrics and probe ports (docs/operations.md), on
+		// loopback ports of the test's host.
+		if hubMetricsAddr, hubProbeAddr, err = freeAddrs(); err != nil {
+			sharedErr = err
+			return
+		}
+		hubArgs = append(hubArgs, "--metrics-bind-address", hubMetricsAddr, "--health-probe-bind-address", hubProbeAddr)
 		shared, sharedErr = testenv.Start(ctx, testenv.Options{Log: os.Stderr, ForwardProxy: true, HubArgs: hubArgs, Locations: []string{"East US 2", "West Europe"}})
 	})
 	if sharedErr != nil {

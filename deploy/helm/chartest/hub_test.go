@@ -253,6 +253,7 @@ func TestHubArgs(t *testing.T) {
 					"--tls-cert=/etc/tether/tls/tls.crt", "--tls-key=/etc/tether/tls/tls.key",
 					"--replica=$(POD_NAME)", "--peer-url=https://$(POD_IP):8443",
 					"--url=https://tether.example.com", "--drain-delay=5s", "--drain-grace=30s", "--replica-lease=15s",
+					"--metrics-bind-address=:9090",
 				},
 				Grace: ptrTo[int64](5 + 30 + 10),
 			},
@@ -271,7 +272,7 @@ func TestHubArgs(t *testing.T) {
 					"--tls-cert=/etc/tether/tls/tls.crt", "--tls-key=/etc/tether/tls/tls.key",
 					"--replica=$(POD_NAME)", "--peer-url=https://$(POD_IP):8443",
 					"--url=https://hub.example.net", "--drain-delay=20s", "--drain-grace=120s", "--replica-lease=30s",
-					"--heartbeat-interval=10s", "--offline-after=1m",
+					"--heartbeat-interval=10s", "--offline-after=1m", "--metrics-bind-address=:9090",
 					"--oidc-issuers=/etc/tether/config/oidc-issuers.json", "--locations=/etc/tether/config/locations.json",
 					"--access-token-ttl=30m",
 				},
@@ -287,6 +288,20 @@ func TestHubArgs(t *testing.T) {
 					"--tls-cert=/etc/tether/tls/tls.crt", "--tls-key=/etc/tether/tls/tls.key",
 					"--replica=$(POD_NAME)", "--peer-url=https://$(POD_IP):8443",
 					"--url=https://hub.example.net:8443", "--drain-delay=5s", "--drain-grace=30s",
+					"--metrics-bind-address=:9090",
+				},
+				Grace: ptrTo[int64](45),
+			},
+		},
+		{
+			name:   "metrics off",
+			values: parseValues(t, hubRequired, `{metrics: {enabled: false}}`),
+			want: summary{
+				Args: []string{
+					"hub", "--listen=:8443", "--data-dir=/etc/tether/hub",
+					"--tls-cert=/etc/tether/tls/tls.crt", "--tls-key=/etc/tether/tls/tls.key",
+					"--replica=$(POD_NAME)", "--peer-url=https://$(POD_IP):8443",
+					"--url=https://tether.example.com", "--drain-delay=5s", "--drain-grace=30s", "--replica-lease=15s",
 				},
 				Grace: ptrTo[int64](45),
 			},
@@ -349,9 +364,15 @@ func TestHubContainer(t *testing.T) {
 	})
 
 	t.Run("port", func(t *testing.T) {
-		want := []corev1.ContainerPort{{Name: "https", ContainerPort: 8443, Protocol: corev1.ProtocolTCP}}
+		want := []corev1.ContainerPort{
+			{Name: "https", ContainerPort: 8443, Protocol: corev1.ProtocolTCP},
+			{Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP},
+		}
 		if diff := cmp.Diff(want, c.Ports); diff != "" {
 			t.Errorf("ports (-want +got):\n%s", diff)
+		}
+		if got := flags["metrics-bind-address"]; got != ":9090" {
+			t.Errorf("--metrics-bind-address = %q, want :9090 (the metrics container port)", got)
 		}
 		if got, want := []string{flags["listen"], flags["peer-url"]}, []string{":8443", "https://$(POD_IP):8443"}; !slices.Equal(got, want) {
 			t.Errorf("--listen, --peer-url = %q, want %q (the container port)", got, want)
@@ -878,5 +899,45 @@ func TestHubNotes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHubMetrics checks the metrics port and the scrape annotations.
+func TestHubMetrics(t *testing.T) {
+	ch := loadHubChart(t)
+	type summary struct {
+		Flag        string
+		Ports       []corev1.ContainerPort
+		Annotations map[string]string
+	}
+	https := corev1.ContainerPort{Name: "https", ContainerPort: 8443, Protocol: corev1.ProtocolTCP}
+	tests := []struct {
+		name   string
+		values string
+		want   summary
+	}{
+		{name: "defaults", values: `{}`, want: summary{Flag: ":9090",
+			Ports:       []corev1.ContainerPort{https, {Name: "metrics", ContainerPort: 9090, Protocol: corev1.ProtocolTCP}},
+			Annotations: map[string]string{"prometheus.io/scrape": "true", "prometheus.io/port": "9090", "prometheus.io/path": "/metrics"}}},
+		{name: "another port, no annotations, pod annotations kept", values: `{metrics: {port: 9102, scrapeAnnotations: false}, podAnnotations: {a: b}}`,
+			want: summary{Flag: ":9102",
+				Ports:       []corev1.ContainerPort{https, {Name: "metrics", ContainerPort: 9102, Protocol: corev1.ProtocolTCP}},
+				Annotations: map[string]string{"a": "b"}}},
+		{name: "off", values: `{metrics: {enabled: false}}`, want: summary{Ports: []corev1.ContainerPort{https}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, c := hubDeployment(t, ch, hubRelease, parseValues(t, hubRequired, tt.values))
+			got := summary{Flag: flagValues(t, c.Args)["metrics-bind-address"], Ports: c.Ports, Annotations: d.Spec.Template.Annotations}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	// The schema refuses the HTTPS port, and a port that is not one.
+	for _, bad := range []string{`{metrics: {port: 8443}}`, `{metrics: {port: 0}}`, `{metrics: {port: "9090"}}`} {
+		if _, err := render(ch, hubRelease, hubNS, parseValues(t, hubRequired, bad)); err == nil {
+			t.Errorf("values %s rendered; want the schema to refuse them", bad)
+		}
 	}
 }

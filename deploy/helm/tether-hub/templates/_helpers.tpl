@@ -91,7 +91,7 @@ The hub's public URL: url, else https://<ingress.host>.
 The flags the chart sets itself; extraArgs may not repeat them.
 */}}
 {{- define "tether-hub.managedFlags" -}}
-listen data-dir tls-cert tls-key store replica peer-url url drain-delay drain-grace replica-lease heartbeat-interval offline-after oidc-issuers locations
+listen data-dir tls-cert tls-key store replica peer-url url drain-delay drain-grace replica-lease heartbeat-interval offline-after oidc-issuers locations metrics-bind-address
 {{- end }}
 
 {{/*
