@@ -131,7 +131,9 @@ type Config struct {
 	CheckInterval time.Duration
 	// StatusInterval is how often the agent re-checks its permissions and
 	// node count and reports its status to the hub; it also reports at each
-	// tunnel connect and as soon as LastError changes. Zero means 60 s.
+	// tunnel connect and as soon as LastError changes. A failed permission
+	// or node check is made again every CheckInterval until it passes.
+	// Zero means 60 s.
 	StatusInterval time.Duration
 	// HealthListener, when not nil, serves /livez and /readyz (and
 	// /livez/NAME, /readyz/NAME for each check). MetricsListener, when not

@@ -2,14 +2,12 @@ package agent
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"tether.dev/tether/internal/healthz"
 )
 
 // vitals is what the agent's goroutines know about its health: Run's loop
@@ -49,14 +47,10 @@ func (v *vitals) set(f func(*vitalSigns)) {
 	f(&v.s)
 }
 
-// healthCheck is one line of /livez or /readyz, also served alone at
-// /livez/NAME or /readyz/NAME.
-type healthCheck struct {
-	name string
-	// informational checks are listed but never fail their group: the
-	// tunnel, so that a hub outage does not make every agent unready.
-	informational bool
-	check         func(s vitalSigns, now time.Time) error
+// vitalCheck is a health check (healthz.Check's Run) that reads the
+// agent's vital signs as of now.
+func (a *Agent) vitalCheck(check func(s vitalSigns, now time.Time) error) func() error {
+	return func() error { return check(a.vitals.get(), time.Now()) }
 }
 
 // wedgedAfter is how long the monitor may go without starting a round
@@ -64,33 +58,33 @@ type healthCheck struct {
 // two minutes.
 func (a *Agent) wedgedAfter() time.Duration { return a.cfg.CheckInterval + 2*time.Minute }
 
-func (a *Agent) livezChecks() []healthCheck {
-	return []healthCheck{
-		{name: "ping", check: func(vitalSigns, time.Time) error { return nil }},
-		{name: "monitor", check: func(s vitalSigns, now time.Time) error {
+func (a *Agent) livezChecks() []healthz.Check {
+	return []healthz.Check{
+		{Name: "ping", Run: func() error { return nil }},
+		{Name: "monitor", Run: a.vitalCheck(func(s vitalSigns, now time.Time) error {
 			if d := now.Sub(s.beat); d > a.wedgedAfter() {
 				return fmt.Errorf("the API server checks have not run for %s", d.Round(time.Second))
 			}
 			return nil
-		}},
+		})},
 	}
 }
 
-func (a *Agent) readyzChecks() []healthCheck {
-	return []healthCheck{
-		{name: "shutdown", check: func(s vitalSigns, _ time.Time) error {
+func (a *Agent) readyzChecks() []healthz.Check {
+	return []healthz.Check{
+		{Name: "shutdown", Run: a.vitalCheck(func(s vitalSigns, _ time.Time) error {
 			if s.stopping {
 				return fmt.Errorf("the agent is stopping")
 			}
 			return nil
-		}},
-		{name: "state", check: func(s vitalSigns, _ time.Time) error {
+		})},
+		{Name: "state", Run: a.vitalCheck(func(s vitalSigns, _ time.Time) error {
 			if s.en == nil {
 				return fmt.Errorf("not enrolled yet (no state in %s)", a.state)
 			}
 			return nil
-		}},
-		{name: "apiserver", check: func(s vitalSigns, now time.Time) error {
+		})},
+		{Name: "apiserver", Run: a.vitalCheck(func(s vitalSigns, now time.Time) error {
 			switch {
 			case s.apiOK.IsZero() && s.apiErr == nil:
 				return fmt.Errorf("the API server has not been probed yet")
@@ -100,8 +94,10 @@ func (a *Agent) readyzChecks() []healthCheck {
 				return fmt.Errorf("no answer from the API server for %s: %w", now.Sub(s.apiOK).Round(time.Second), s.apiErr)
 			}
 			return nil
-		}},
-		{name: "tunnel", informational: true, check: func(s vitalSigns, _ time.Time) error {
+		})},
+		// Informational, so that a hub outage does not make every agent
+		// unready.
+		{Name: "tunnel", Informational: true, Run: a.vitalCheck(func(s vitalSigns, _ time.Time) error {
 			switch {
 			case s.tunnelUp:
 				return nil
@@ -109,89 +105,23 @@ func (a *Agent) readyzChecks() []healthCheck {
 				return s.tunnelErr
 			}
 			return fmt.Errorf("not connected yet")
-		}},
+		})},
 	}
 }
 
 // sideServers are the servers of the health checks (HealthListener) and
 // the metrics (MetricsListener): one, when they are the same listener.
 func (a *Agent) sideServers() map[net.Listener]*http.Server {
-	muxes := map[net.Listener]*http.ServeMux{}
-	muxFor := func(l net.Listener) *http.ServeMux {
-		if muxes[l] == nil {
-			muxes[l] = http.NewServeMux()
-		}
-		return muxes[l]
-	}
-	if l := a.cfg.HealthListener; l != nil {
-		a.healthRoutes(muxFor(l))
-	}
-	if l := a.cfg.MetricsListener; l != nil {
-		muxFor(l).Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{
-			ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
-		}))
-	}
-	servers := make(map[net.Listener]*http.Server, len(muxes))
-	for l, mux := range muxes {
-		servers[l] = &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
-		}
-	}
-	return servers
+	return healthz.Ports{
+		Probes:         a.cfg.HealthListener,
+		Routes:         a.healthRoutes,
+		Metrics:        a.cfg.MetricsListener,
+		MetricsHandler: a.metrics.handler(a.logger),
+	}.Servers(a.logger)
 }
 
 // healthRoutes adds /livez and /readyz, and each check alone, to mux.
 func (a *Agent) healthRoutes(mux *http.ServeMux) {
-	a.serveChecks(mux, "livez", a.livezChecks())
-	a.serveChecks(mux, "readyz", a.readyzChecks())
-}
-
-// serveChecks serves /GROUP (every check; ?verbose lists them, as
-// Kubernetes components do) and /GROUP/NAME (one check, informational or
-// not).
-func (a *Agent) serveChecks(mux *http.ServeMux, group string, checks []healthCheck) {
-	mux.HandleFunc("GET /"+group, func(w http.ResponseWriter, r *http.Request) {
-		s, now := a.vitals.get(), time.Now()
-		var b strings.Builder
-		failed := false
-		for _, c := range checks {
-			switch err := c.check(s, now); {
-			case err == nil:
-				fmt.Fprintf(&b, "[+]%s ok\n", c.name)
-			case c.informational:
-				fmt.Fprintf(&b, "[-]%s failed (informational, not counted): %v\n", c.name, err)
-			default:
-				fmt.Fprintf(&b, "[-]%s failed: %v\n", c.name, err)
-				failed = true
-			}
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if failed {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "%s%s check failed\n", b.String(), group)
-			return
-		}
-		if _, verbose := r.URL.Query()["verbose"]; verbose {
-			fmt.Fprintf(w, "%s%s check passed\n", b.String(), group)
-			return
-		}
-		fmt.Fprint(w, "ok")
-	})
-	for _, c := range checks {
-		mux.HandleFunc("GET /"+group+"/"+c.name, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			if err := c.check(a.vitals.get(), time.Now()); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "[-]%s failed: %v\n", c.name, err)
-				return
-			}
-			fmt.Fprint(w, "ok")
-		})
-	}
+	healthz.Serve(mux, "livez", a.livezChecks())
+	healthz.Serve(mux, "readyz", a.readyzChecks())
 }

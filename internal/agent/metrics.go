@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -11,8 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/requestmetrics"
 	"tether.dev/tether/internal/upgrade"
 )
 
@@ -51,8 +54,7 @@ type metrics struct {
 	statusReports      *prometheus.CounterVec
 	lastStatusReport   prometheus.Gauge
 	apiserverReachable prometheus.Gauge
-	requestDuration    *prometheus.HistogramVec
-	longRunning        *prometheus.GaugeVec
+	timing             requestmetrics.Timing
 	tunnelRTT          prometheus.Histogram
 }
 
@@ -87,11 +89,9 @@ func newMetrics(version string) *metrics {
 			Help: "Unix time of the last status report the hub accepted; 0 before the first."}),
 		apiserverReachable: f.NewGauge(prometheus.GaugeOpts{Name: "tether_agent_apiserver_reachable",
 			Help: "1 if the last probe of the API server (GET /version) succeeded, else 0."}),
-		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "tether_agent_request_duration_seconds",
-			Help:    "Duration of requests from the hub that are not long-running (watches, logs, exec, attach, port-forward and proxy excluded), by Kubernetes verb, API server time included.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"verb"}),
-		longRunning: f.NewGaugeVec(prometheus.GaugeOpts{Name: "tether_agent_long_running_requests",
-			Help: "Long-running requests from the hub in flight, by kind: watch, exec, attach, portforward, log, proxy."}, []string{"kind"}),
+		timing: requestmetrics.New(f, "agent",
+			"Duration of requests from the hub that are not long-running (watches, logs, exec, attach, port-forward and proxy excluded), by Kubernetes verb, API server time included.",
+			"Long-running requests from the hub in flight, by kind: watch, exec, attach, portforward, log, proxy."),
 		tunnelRTT: f.NewHistogram(prometheus.HistogramOpts{Name: "tether_agent_tunnel_rtt_seconds",
 			Help:    "Round-trip time of the keepalive pings on the tunnel, from the agent's side.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
@@ -106,18 +106,20 @@ func newMetrics(version string) *metrics {
 	for _, r := range []string{reportOK, reportFailed, reportUnsupported} {
 		m.statusReports.WithLabelValues(r)
 	}
-	for _, v := range access.MetricVerbs() {
-		m.requestDuration.WithLabelValues(v)
-	}
-	for _, k := range access.LongRunningKinds() {
-		m.longRunning.WithLabelValues(k)
-	}
 	for class := 1; class <= 5; class++ {
 		for _, up := range []bool{false, true} {
 			m.requests.WithLabelValues(strconv.Itoa(class)+"xx", strconv.FormatBool(up))
 		}
 	}
 	return m
+}
+
+// handler serves the metrics in the Prometheus text format; the scrape's
+// own errors go to logger.
+func (m *metrics) handler(logger *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	})
 }
 
 func boolGauge(b bool) float64 {
@@ -136,15 +138,9 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		up := upgrade.IsUpgrade(r.Header)
 		req := access.ParseRequest(r.Method, r.URL.Path, r.URL.Query())
 		kind := access.LongRunningKind(req.Verb, req.Subresource, up)
-		if kind != "" {
-			g := m.longRunning.WithLabelValues(kind)
-			g.Inc()
-			defer g.Dec()
-		}
+		defer m.timing.InFlight(kind)()
 		h.ServeHTTP(rec, r)
-		if kind == "" {
-			m.requestDuration.WithLabelValues(access.MetricVerb(req.Verb, req.Subresource)).Observe(time.Since(start).Seconds())
-		}
+		m.timing.Observe(access.MetricVerb(req.Verb, req.Subresource), kind, time.Since(start))
 		code := rec.code
 		if code == 0 {
 			code = http.StatusOK // what net/http sends for a handler that wrote nothing

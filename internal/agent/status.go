@@ -142,7 +142,11 @@ func (a *Agent) monitor(ctx context.Context) {
 		case c.stale:
 			c.permErr = a.checkPermissions(ctx)
 			c.nodes, c.nodesErr = a.kube.countNodes(ctx)
-			c.stale = false
+			// A failed check is made again next round: the failure may
+			// have been the API server going away between the probe and
+			// the check, and would otherwise stand until the next report
+			// is due, after the API server came back.
+			c.stale = c.permErr != nil || c.nodesErr != nil
 		}
 		if ctx.Err() != nil {
 			return

@@ -43,7 +43,7 @@ func TestConsoleIssuers(t *testing.T) {
 		{"embedded only", "", []string{"Sign in with this hub&#39;s directory"}, ""},
 		{"issuer without console client", `[{"url": "https://login.example", "audiences": ["api://tether"]}]`, []string{"Sign in with this hub&#39;s directory"}, ""},
 		{"external first", `[{"url": "https://login.example/t", "audiences": ["api://tether"], "consoleClientID": "c1", "consoleClientSecretFile": "` + secret + `"}]`,
-			[]string{`id="sign-in" class="button" href="/console/auth/login?issuer=0"`, "Sign in with login.example", `id="sign-in-1"`, "Sign in with this hub&#39;s directory"}, ""},
+			[]string{`id="sign-in" class="button" data-issuer="https://login.example/t" href="/console/auth/login?issuer=0"`, "Sign in with login.example", `id="sign-in-1"`, "Sign in with this hub&#39;s directory"}, ""},
 		{"missing secret file", `[{"url": "https://login.example", "audiences": ["a"], "consoleClientID": "c1", "consoleClientSecretFile": "/nonexistent"}]`, nil, "console client secret"},
 		{"scopes without client", `[{"url": "https://login.example", "audiences": ["a"], "consoleScopes": ["openid"]}]`, nil, "need consoleClientID"},
 	}

@@ -663,7 +663,14 @@ func (d *doctor) checkClock(context.Context) doctorCheck {
 	if skew < 0 {
 		which = "behind"
 	}
-	found := fmt.Sprintf("the hub's clock is %s %s this machine's", abs.Round(time.Second), which)
+	// Past a minute, the skew is shown to 10 s: the measure is only as
+	// good as the round trip and the Date header's whole seconds, and a
+	// slow answer must not make one run say 2m0s and the next 2m1s.
+	shown := abs.Round(time.Second)
+	if abs >= time.Minute {
+		shown = abs.Round(10 * time.Second)
+	}
+	found := fmt.Sprintf("the hub's clock is %s %s this machine's", shown, which)
 	if abs < time.Second {
 		found = "the hub's clock agrees with this machine's to the second"
 	}

@@ -91,11 +91,18 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 // Chart geometry, in SVG user units.
 const (
-	chartW, chartH = 760, 260
-	padL, padR     = 48, 180 // the legend is on the right
+	chartW, chartH = 840, 260
+	padL, padR     = 48, 260 // the legend is on the right
 	padT, padB     = 16, 32
 	chartBuckets   = 24
 	chartSeries    = 6 // clusters shown; the busiest
+	// legendChars is the longest cluster name the legend shows whole: its
+	// text starts 38 units into the right pad, and 30 characters of a
+	// 12-unit sans-serif font (about 7 units each at most for the
+	// lower-case letters, digits and hyphens of group and cluster names)
+	// end inside the chart. Longer names are shortened in the middle,
+	// with the whole name in the legend's <title>.
+	legendChars = 30
 )
 
 // chartColors are the series' colours (stroke attributes, which the CSP
@@ -186,12 +193,29 @@ func renderChart(events []audit.Event, from, to time.Time) template.HTML {
 				kind.what, name, kind.what, name, total, color, kind.dash, strings.Join(pts, " "))
 		}
 		ly := padT + 14 + n*18
-		fmt.Fprintf(&b, `<g class="legend" font-size="12"><line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/><text x="%d" y="%d" fill="#222">%s</text></g>`,
-			chartW-padR+12, ly-4, chartW-padR+32, ly-4, color, chartW-padR+38, ly, name)
+		label, title := clusterName(sr.id), ""
+		if short := ellipsize(label, legendChars); short != label {
+			label, title = short, "<title>"+name+"</title>"
+		}
+		fmt.Fprintf(&b, `<g class="legend" font-size="12">%s<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/><text x="%d" y="%d" fill="#222">%s</text></g>`,
+			title, chartW-padR+12, ly-4, chartW-padR+32, ly-4, color, chartW-padR+38, ly, html.EscapeString(label))
 	}
 	fmt.Fprintf(&b, `<g class="legend" font-size="11" fill="#444"><text x="%d" y="%d">solid: requests, dashed: denials</text></g>`, chartW-padR+12, chartH-padB)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// ellipsize shortens s to at most n runes (n >= 3) by putting "…" in its
+// middle, keeping both ends: a cluster's group and the end of its name,
+// where names sharing a prefix differ.
+func ellipsize(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	head := (n - 1) / 2
+	tail := n - 1 - head
+	return string(r[:head]) + "…" + string(r[len(r)-tail:])
 }
 
 // clusterName shows a cluster ID as GROUP/NAME.

@@ -307,10 +307,13 @@ func firstNonEmpty(ss ...string) string {
 	return ""
 }
 
-// signInPage offers the issuers to sign in with, with msg as an error.
+// signInPage offers the issuers to sign in with, with msg as an error:
+// a link each, a#sign-in for the default (the first) and a#sign-in-N for
+// the others, each with the issuer's URL in data-issuer (what scripts and
+// tests pick one by; the name is for people and may change).
 func (s *server) signInPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	type choice struct {
-		ID, Name, URL string
+		ID, Name, Issuer, URL string
 	}
 	var choices []choice
 	ret := r.URL.RequestURI()
@@ -326,7 +329,7 @@ func (s *server) signInPage(w http.ResponseWriter, r *http.Request, status int, 
 		if i > 0 {
 			id = "sign-in-" + strconv.Itoa(i)
 		}
-		choices = append(choices, choice{ID: id, Name: is.Name, URL: Path + loginPath + q})
+		choices = append(choices, choice{ID: id, Name: is.Name, Issuer: is.URL, URL: Path + loginPath + q})
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, status, "signin", pageData{Title: "Sign in", Error: msg, Body: choices})

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"tether.dev/tether/internal/access"
+	"tether.dev/tether/internal/requestmetrics"
 	"tether.dev/tether/internal/store"
 )
 
@@ -76,8 +76,7 @@ type Metrics struct {
 	agentDisconnects *prometheus.CounterVec
 	agentRefusals    *prometheus.CounterVec
 	requests         *prometheus.CounterVec
-	requestDuration  *prometheus.HistogramVec
-	longRunning      *prometheus.GaugeVec
+	timing           requestmetrics.Timing
 	tunnelSent       prometheus.Counter
 	tunnelReceived   prometheus.Counter
 	tunnelRTT        prometheus.Histogram
@@ -110,11 +109,9 @@ func NewMetrics(version string) *Metrics {
 		requests: f.NewCounterVec(prometheus.CounterOpts{Name: "tether_hub_requests_total",
 			Help: "Gateway requests answered by this replica (counted where the tunnel is, as the audit trail), by Kubernetes verb and HTTP status code (0: the client left before an answer)."},
 			[]string{"verb", "code"}),
-		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "tether_hub_request_duration_seconds",
-			Help:    "Duration of gateway requests that are not long-running (watches, logs, exec, attach, port-forward and proxy excluded), by Kubernetes verb.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"verb"}),
-		longRunning: f.NewGaugeVec(prometheus.GaugeOpts{Name: "tether_hub_long_running_requests",
-			Help: "Long-running gateway requests in flight through this replica's tunnels, by kind: watch, exec, attach, portforward, log, proxy."}, []string{"kind"}),
+		timing: requestmetrics.New(f, "hub",
+			"Duration of gateway requests that are not long-running (watches, logs, exec, attach, port-forward and proxy excluded), by Kubernetes verb.",
+			"Long-running gateway requests in flight through this replica's tunnels, by kind: watch, exec, attach, portforward, log, proxy."),
 		tunnelSent: f.NewCounter(prometheus.CounterOpts{Name: "tether_hub_tunnel_sent_bytes_total",
 			Help: "Bytes the hub wrote to agent tunnel streams (requests toward the clusters)."}),
 		tunnelReceived: f.NewCounter(prometheus.CounterOpts{Name: "tether_hub_tunnel_received_bytes_total",
@@ -138,12 +135,6 @@ func NewMetrics(version string) *Metrics {
 	}
 	for _, r := range []string{refusedDraining, refusedMalformed, refusedUnknown, refusedNotEnrolled, refusedBadProof, refusedExpiredKey, refusedStoreFailure} {
 		m.agentRefusals.WithLabelValues(r)
-	}
-	for _, v := range access.MetricVerbs() {
-		m.requestDuration.WithLabelValues(v)
-	}
-	for _, k := range access.LongRunningKinds() {
-		m.longRunning.WithLabelValues(k)
 	}
 	for _, mode := range []string{string(store.ModeKubernetesRBAC), string(store.ModeHubRBAC), authzModeToken, authzModeAdmin, authzModeUnknown} {
 		for _, d := range []string{decisionAllow, decisionDeny, decisionError} {
@@ -182,21 +173,12 @@ func (m *Metrics) authorized(mode, decision string) {
 // duration unless it was long-running.
 func (m *Metrics) request(verb, kind string, code int, took time.Duration) {
 	m.requests.WithLabelValues(verb, strconv.Itoa(code)).Inc()
-	if kind == "" {
-		m.requestDuration.WithLabelValues(verb).Observe(took.Seconds())
-	}
+	m.timing.Observe(verb, kind, took)
 }
 
 // inFlight counts a long-running request of kind in flight until the
 // returned func is called; for a short request (kind "") it does nothing.
-func (m *Metrics) inFlight(kind string) func() {
-	if kind == "" {
-		return func() {}
-	}
-	g := m.longRunning.WithLabelValues(kind)
-	g.Inc()
-	return g.Dec
-}
+func (m *Metrics) inFlight(kind string) func() { return m.timing.InFlight(kind) }
 
 // countTunnel counts the bytes through one tunnel stream the hub opened.
 func (m *Metrics) countTunnel(open func(context.Context) (net.Conn, error)) func(context.Context) (net.Conn, error) {

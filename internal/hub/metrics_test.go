@@ -158,13 +158,13 @@ func TestMetricsAndRequestLog(t *testing.T) {
 
 	// A watch is in flight until the API server lets it go.
 	watch, _ := get("/k8s/prod/edge-1/api/v1/pods?watch=1", sa)
-	if got := testutil.ToFloat64(m.longRunning.WithLabelValues(access.KindWatch)); got != 1 {
+	if got := testutil.ToFloat64(m.timing.LongRunning.WithLabelValues(access.KindWatch)); got != 1 {
 		t.Errorf("watches in flight = %v; want 1", got)
 	}
 	close(release)
 	io.Copy(io.Discard, watch.Body)
 	watch.Body.Close()
-	poll(t, "the watch is counted out", func() bool { return testutil.ToFloat64(m.longRunning.WithLabelValues(access.KindWatch)) == 0 })
+	poll(t, "the watch is counted out", func() bool { return testutil.ToFloat64(m.timing.LongRunning.WithLabelValues(access.KindWatch)) == 0 })
 
 	poll(t, "the requests are counted", func() bool {
 		return testutil.ToFloat64(m.requests.WithLabelValues("watch", "200")) == 1

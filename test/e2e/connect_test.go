@@ -152,14 +152,7 @@ func TestClusterConnect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const group, name, ns = "fleet", "edge-connected", "tether-system"
-	tether := func(t *testing.T, args ...string) string {
-		t.Helper()
-		out, err := e.TetherCmd(ctx, args...).Output()
-		if err != nil {
-			t.Fatalf("tether %s: %v", strings.Join(args, " "), testenv.ExitDetail(err))
-		}
-		return string(out)
-	}
+	tether := func(t *testing.T, args ...string) string { t.Helper(); return adminTether(t, ctx, e, args...) }
 	show := func(t *testing.T, query string) string {
 		return strings.TrimSpace(tether(t, "cluster", "show", "-g", group, "-n", name, "--query", query, "-o", "tsv"))
 	}

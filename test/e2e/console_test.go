@@ -36,11 +36,7 @@ func TestConsole(t *testing.T) {
 	defer cancel()
 	admin := func(t *testing.T, args ...string) string {
 		t.Helper()
-		out, err := e.TetherCmd(ctx, args...).Output()
-		if err != nil {
-			t.Fatalf("tether %s: %v", strings.Join(args, " "), testenv.ExitDetail(err))
-		}
-		return string(out)
+		return adminTether(t, ctx, e, args...)
 	}
 	const group, name = "console-e2e", "console-edge"
 
@@ -107,16 +103,7 @@ func TestConsole(t *testing.T) {
 		}
 	}
 
-	shots := t.TempDir()
-	if dir := os.Getenv(artifactsEnv); dir != "" {
-		// The test's own directory there: no screenshot of an earlier run
-		// may pass for one of this run.
-		shots = filepath.Join(dir, t.Name())
-		if err := os.RemoveAll(shots); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("console screenshots in %s", shots)
+	shots := screenshotDir(t)
 	caPEM, err := os.ReadFile(e.HubCA)
 	if err != nil {
 		t.Fatal(err)
@@ -227,6 +214,23 @@ func TestConsole(t *testing.T) {
 }
 
 // checkScreenshot fails unless path is a PNG image with pixels.
+// screenshotDir is where a browser test saves its screenshots: the test's
+// own directory under $TETHER_TEST_ARTIFACTS, emptied first so that no
+// screenshot of an earlier run passes for one of this run; else a
+// temporary directory.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	shots := t.TempDir()
+	if dir := os.Getenv(artifactsEnv); dir != "" {
+		shots = filepath.Join(dir, t.Name())
+		if err := os.RemoveAll(shots); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("console screenshots in %s", shots)
+	return shots
+}
+
 func checkScreenshot(t *testing.T, path string) {
 	t.Helper()
 	f, err := os.Open(path)

@@ -83,6 +83,18 @@ func interactiveLogin(t *testing.T, ctx context.Context, e *testenv.Env, b *brow
 	return text
 }
 
+// adminTether runs tether as the hub's admin (Env.TetherCmd) and returns
+// what it printed on stdout; t fails, with the exit status and stderr, if
+// it fails.
+func adminTether(t *testing.T, ctx context.Context, e *testenv.Env, args ...string) string {
+	t.Helper()
+	out, err := e.TetherCmd(ctx, args...).Output()
+	if err != nil {
+		t.Fatalf("tether %s: %v", strings.Join(args, " "), testenv.ExitDetail(err))
+	}
+	return string(out)
+}
+
 // TestEmbeddedDirectory is the seed flow with the hub's own directory and
 // nothing else: a person signs in with a device code (and with the
 // browser flow), a service principal with client credentials, both reach
@@ -92,14 +104,7 @@ func TestEmbeddedDirectory(t *testing.T) {
 	e := getEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	admin := func(t *testing.T, args ...string) string {
-		t.Helper()
-		out, err := e.TetherCmd(ctx, args...).Output()
-		if err != nil {
-			t.Fatalf("tether %s: %v", strings.Join(args, " "), testenv.ExitDetail(err))
-		}
-		return string(out)
-	}
+	admin := func(t *testing.T, args ...string) string { t.Helper(); return adminTether(t, ctx, e, args...) }
 	caPEM, err := os.ReadFile(e.HubCA)
 	if err != nil {
 		t.Fatal(err)

@@ -107,6 +107,19 @@
 //     loopback listener; UserToken instead redeems the code itself at
 //     /token with the PKCE verifier.
 //
+// Authorization code for a web application, such as the hub's web console:
+// register a Client with GrantTypes authorization code (and refresh token)
+// and RedirectURIs the application's https callback, whose host and port the
+// test knows only once the application listens (say
+// https://HOST:PORT/console/auth/callback). With a Secret it is confidential
+// and redeems its codes with client_secret_basic; without, it is public (PKCE
+// alone) and, all its redirect URIs being https, registered as a web
+// application, since oidc-provider refuses https redirect URIs on 127.0.0.1
+// for native ones. A browser then plays the pages above (form "login", form
+// "consent"); AuthCodeToken with ClientID, ClientSecret and RedirectURI
+// plays them without one. An application that sends no resource parameter,
+// as the console does, gets access tokens for the first Resource.
+//
 // Client credentials: POST <issuer>/token with HTTP Basic client
 // authentication, grant_type=client_credentials and optionally resource
 // (ClientCredentialsToken).

@@ -116,9 +116,11 @@ type Client struct {
 	// ID is the client_id. Required.
 	ID string
 	// Secret makes the client confidential: it authenticates at the token
-	// endpoint with HTTP Basic (client_secret_basic). Empty means a public
-	// client (no authentication; PKCE), registered as a native application,
-	// whose loopback redirect URIs match any port.
+	// endpoint with HTTP Basic (client_secret_basic), and is registered as
+	// a web application. Empty means a public client (no authentication;
+	// PKCE): a native application, whose loopback redirect URIs match any
+	// port, or a web application (such as a single-page app) when every
+	// redirect URI is https.
 	Secret string
 	// ObjectID is the oid of the client's service principal, a UUID, put in
 	// its client-credentials tokens. Empty means NameUUID("client/" + ID).
@@ -130,8 +132,12 @@ type Client struct {
 	// public client, client credentials for a confidential one.
 	GrantTypes []string
 	// RedirectURIs are the registered redirect URIs for the authorization
-	// code grant. Empty means http://127.0.0.1/callback and
-	// http://localhost/callback.
+	// code grant, matched exactly (but for a native client's loopback
+	// port). A web application's are https URLs known only when the test
+	// runs, such as a hub's https://HOST:PORT/console/auth/callback. A
+	// public client's are either all https (a web application) or none
+	// (a native one: loopback http or a private-use scheme). Empty means
+	// http://127.0.0.1/callback and http://localhost/callback.
 	RedirectURIs []string
 	// Groups are the object IDs of the service principal's groups, for its
 	// client-credentials tokens.
@@ -536,6 +542,21 @@ func (cfg *Config) complete() error {
 		if len(c.RedirectURIs) == 0 {
 			c.RedirectURIs = []string{"http://127.0.0.1/callback", "http://localhost/callback"}
 		}
+		https := 0
+		for _, r := range c.RedirectURIs {
+			u, err := url.Parse(r)
+			if err != nil || u.Scheme == "" || u.Fragment != "" {
+				return fmt.Errorf("oidcprovider: client %q: redirect URI %q is not an absolute URI without a fragment", c.ID, r)
+			}
+			if u.Scheme == "https" {
+				https++
+			}
+		}
+		if c.Secret == "" && https > 0 && https < len(c.RedirectURIs) {
+			// oidc-provider refuses https redirect URIs on 127.0.0.1 for
+			// native clients, and loopback http ones for web clients.
+			return fmt.Errorf("oidcprovider: public client %q: redirect URIs all https (a web application) or none (a native one), not both", c.ID)
+		}
 		if c.IDTokenSigningAlg == "" {
 			c.IDTokenSigningAlg = "RS256"
 		}
@@ -559,6 +580,7 @@ func writeServerConfig(path string, cfg Config, dir string) error {
 	type client struct {
 		ClientID          string   `json:"clientId"`
 		ClientSecret      string   `json:"clientSecret,omitempty"`
+		ApplicationType   string   `json:"applicationType"`
 		ObjectID          string   `json:"objectId"`
 		Name              string   `json:"name"`
 		GrantTypes        []string `json:"grantTypes"`
@@ -604,7 +626,7 @@ func writeServerConfig(path string, cfg Config, dir string) error {
 		out.Resources = append(out.Resources, resource{r.Identifier, r.Audience, nonNil(r.Scopes), r.SigningAlg})
 	}
 	for _, c := range cfg.Clients {
-		out.Clients = append(out.Clients, client{c.ID, c.Secret, c.ObjectID, c.Name, c.GrantTypes, c.RedirectURIs, nonNil(c.Groups), c.IDTokenSigningAlg})
+		out.Clients = append(out.Clients, client{c.ID, c.Secret, c.applicationType(), c.ObjectID, c.Name, c.GrantTypes, c.RedirectURIs, nonNil(c.Groups), c.IDTokenSigningAlg})
 	}
 	for _, u := range cfg.Users {
 		out.Users = append(out.Users, user{u.ObjectID, u.Username, u.Password, u.Name, nonNil(u.Groups), u.Claims})
@@ -614,6 +636,16 @@ func writeServerConfig(path string, cfg Config, dir string) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o600)
+}
+
+// applicationType is how the client is registered (OpenID Connect Dynamic
+// Client Registration's application_type): "web" for a confidential client
+// or a public one whose redirect URIs are https, else "native".
+func (c Client) applicationType() string {
+	if c.Secret != "" || (len(c.RedirectURIs) > 0 && strings.HasPrefix(c.RedirectURIs[0], "https:")) {
+		return "web"
+	}
+	return "native"
 }
 
 func nonNil(s []string) []string {

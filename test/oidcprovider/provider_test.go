@@ -38,6 +38,10 @@ const (
 	tenantID    = "0a1b2c3d-0000-4000-8000-000000000001"
 )
 
+// webRedirectURI is the web clients' redirect URI, as a hub's console
+// registers it: https, a host and port only known at test time.
+const webRedirectURI = "https://127.0.0.1:18443/console/auth/callback"
+
 var (
 	aliceGroups = GroupIDs("alice", 3)
 	bobGroups   = GroupIDs("bob", 500)
@@ -59,6 +63,9 @@ func start(t *testing.T) *Provider {
 		Clients: []Client{
 			{ID: "deployer", Secret: "deployer-secret", Name: "CI deployer", Groups: GroupIDs("deployer", 2)},
 			{ID: "es-cli", IDTokenSigningAlg: "ES256"},
+			{ID: "console", Secret: "console-secret", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken},
+				RedirectURIs: []string{webRedirectURI}},
+			{ID: "console-public", GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, RedirectURIs: []string{webRedirectURI}},
 		},
 		Resources: []Resource{{Identifier: hubAudience}, {Identifier: "https://es.tether.test", SigningAlg: "ES256"}},
 	})
@@ -443,6 +450,64 @@ func TestLoginRefusals(t *testing.T) {
 	})
 }
 
+// TestWebClients signs in to a web application such as the hub's console:
+// an https redirect URI (its host and port known only when the test runs),
+// a confidential client (client_secret_basic) or a public one (PKCE alone),
+// the console's scopes and no resource parameter. The access token is for
+// the default resource, the ID token for the client, and a refresh token
+// comes along.
+func TestWebClients(t *testing.T) {
+	p := start(t)
+	keys := jwks(t, p)
+	alice, _ := p.User("alice@tether.test")
+	tests := []struct {
+		name    string
+		req     AuthCodeRequest
+		wantErr string // empty: signed in
+	}{
+		{"confidential", AuthCodeRequest{ClientID: "console", ClientSecret: "console-secret"}, ""},
+		{"public", AuthCodeRequest{ClientID: "console-public"}, ""},
+		{"wrong secret", AuthCodeRequest{ClientID: "console", ClientSecret: "guess"}, "invalid_client"},
+		{"confidential without its secret", AuthCodeRequest{ClientID: "console"}, "invalid_client"},
+		{"unregistered redirect URI", AuthCodeRequest{ClientID: "console", ClientSecret: "console-secret",
+			RedirectURI: "https://127.0.0.1:18444/console/auth/callback"}, "redirect_uri"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.req.Username, tt.req.Password, tt.req.Scope = "alice@tether.test", "alice-pw", "openid profile offline_access"
+			toks, err := p.AuthCodeToken(t.Context(), tt.req)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := verifyJWT(t, keys, toks.AccessToken, "RS256", "at+jwt")
+			wantAT := map[string]any{"aud": hubAudience, "oid": alice.ObjectID, "azp": tt.req.ClientID, "client_id": tt.req.ClientID, "name": "Alice"}
+			if diff := cmp.Diff(wantAT, pick(at, wantAT)); diff != "" {
+				t.Errorf("access token claims (-want +got):\n%s", diff)
+			}
+			id := verifyJWT(t, keys, toks.IDToken, "RS256", "")
+			if id["aud"] != tt.req.ClientID || id["oid"] != alice.ObjectID {
+				t.Errorf("ID token: aud %v, oid %v; want %s, %s", id["aud"], id["oid"], tt.req.ClientID, alice.ObjectID)
+			}
+			if toks.RefreshToken == "" {
+				t.Error("no refresh token")
+			}
+			refreshed, err := p.Refresh(t.Context(), tt.req.ClientID, tt.req.ClientSecret, toks.RefreshToken)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := verifyJWT(t, keys, refreshed.AccessToken, "RS256", "at+jwt"); got["aud"] != hubAudience {
+				t.Errorf("refreshed access token: aud %v, want %s", got["aud"], hubAudience)
+			}
+		})
+	}
+}
+
 func TestListenHost(t *testing.T) {
 	// Any address of this machine works, not only 127.0.0.1; the whole of
 	// 127.0.0.0/8 is local on Linux.
@@ -499,6 +564,8 @@ func TestConfigErrors(t *testing.T) {
 		{"public client credentials", Config{Clients: []Client{{ID: "c", GrantTypes: []string{GrantClientCredentials}}}}, "need a secret"},
 		{"unknown grant", Config{Clients: []Client{{ID: "c", GrantTypes: []string{"password"}}}}, "unknown grant type"},
 		{"harness client ID", Config{Clients: []Client{{ID: HarnessClientID}}}, "listed twice"},
+		{"public web and native redirect URIs", Config{Clients: []Client{{ID: "c", RedirectURIs: []string{webRedirectURI, HarnessRedirectURI}}}}, "not both"},
+		{"relative redirect URI", Config{Clients: []Client{{ID: "c", RedirectURIs: []string{"/console/auth/callback"}}}}, "not an absolute URI"},
 		{"relative resource", Config{Resources: []Resource{{Identifier: "hub"}}}, "absolute URI"},
 		{"bad algorithm", Config{Resources: []Resource{{Identifier: "api://x", SigningAlg: "HS256"}}}, "neither RS256 nor ES256"},
 	}

@@ -22,15 +22,21 @@
 //       {"clientId": "cli", "objectId": "<uuid>", "name": "CLI",
 //        "grantTypes": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
 //        "redirectUris": ["http://127.0.0.1/callback"], "idTokenSigningAlg": "RS256", "groups": []},
+//       {"clientId": "console", "clientSecret": "...", "objectId": "<uuid>", "applicationType": "web",
+//        "grantTypes": ["authorization_code", "refresh_token"],
+//        "redirectUris": ["https://10.213.0.1:8443/console/auth/callback"]},
 //       {"clientId": "ci", "clientSecret": "...", "objectId": "<uuid>", "grantTypes": ["client_credentials"]}],
 //     "users": [
 //       {"id": "<uuid: the oid>", "username": "alice@example.test", "password": "...", "name": "Alice",
 //        "groups": ["<group uuid>"], "claims": {"email": "alice@example.test"}}]
 //   }
 //
-// A client with a clientSecret is confidential (client_secret_basic) and
-// registered as a web application; one without is public (PKCE) and native,
-// so its loopback redirect URIs match any port.
+// A client with a clientSecret is confidential (client_secret_basic); one
+// without is public (PKCE). "applicationType" (optional) is "web" or
+// "native": a native client's loopback redirect URIs match any port, and
+// oidc-provider refuses https ones on 127.0.0.1, which a web application
+// (such as the hub's console, at https://HOST:PORT/console/auth/callback)
+// may have. Default: web with a clientSecret, native without.
 //
 // The Go package in this directory (tether.dev/tether/test/oidcprovider)
 // writes the configuration, starts this program and drives its login pages;
@@ -139,6 +145,7 @@ function loadConfig(path) {
     for (const g of grantTypes) need(GRANT_TYPES.has(g), `client ${c.clientId}: unsupported grant type ${g}`);
     need(grantTypes.length > 0, `client ${c.clientId}: grantTypes is empty`);
     need(!grantTypes.includes('client_credentials') || c.clientSecret, `client ${c.clientId}: client_credentials needs a clientSecret`);
+    need(c.applicationType === undefined || c.applicationType === 'web' || c.applicationType === 'native', `client ${c.clientId}: applicationType must be web or native`);
     cfg.clients.set(c.clientId, {
       clientId: c.clientId,
       clientSecret: c.clientSecret || undefined,
@@ -146,7 +153,7 @@ function loadConfig(path) {
       name: c.name || c.clientId,
       grantTypes,
       redirectUris: c.redirectUris ?? [],
-      applicationType: c.clientSecret ? 'web' : 'native',
+      applicationType: c.applicationType || (c.clientSecret ? 'web' : 'native'),
       tokenEndpointAuthMethod: c.clientSecret ? 'client_secret_basic' : 'none',
       idTokenSigningAlg: c.idTokenSigningAlg || 'RS256',
       groups: c.groups ?? [],
