@@ -92,11 +92,20 @@ func TestRelease(t *testing.T) {
 			t.Errorf("%s: checksum %x, checksums.txt says %s", name, got, sum)
 		}
 	}
-	if cmd := exec.Command("sha256sum", "-c", "checksums.txt"); true {
-		cmd.Dir = out
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("sha256sum -c checksums.txt: %v\n%s", err, b)
-		}
+	// Reproducible: a second build of the same commit gives the same bytes
+	// (Go's build cache makes it cheap).
+	again := t.TempDir()
+	if err := run([]string{"-version", version, "-out", again, "-platforms", host + ",windows/arm64",
+		"-base-url", "https://downloads.example.com/tether/" + version + "/"}, &log); err != nil {
+		t.Fatalf("release again: %v\n%s", err, log.Bytes())
+	}
+	if sums2, err := os.ReadFile(filepath.Join(again, "checksums.txt")); err != nil || !bytes.Equal(sums, sums2) {
+		t.Errorf("a second release of the same commit differs (%v):\n%s\nthen\n%s", err, sums, sums2)
+	}
+	sha := exec.Command("sha256sum", "-c", "checksums.txt")
+	sha.Dir = out
+	if b, err := sha.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c checksums.txt: %v\n%s", err, b)
 	}
 
 	// The host's archive: a static binary that prints the stamped version,
