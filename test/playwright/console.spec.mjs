@@ -26,7 +26,7 @@ import { run, check, fail, signInAtIssuer } from './harness.mjs';
 
 const STEP_TIMEOUT = 20_000;
 
-await run(async ({ page, context, params: p, step, barrier, data }) => {
+await run(async ({ page, context, params: p, step, barrier, data, pageErrors }) => {
   const base = new URL(p.consoleURL);
   const consoleURL = (path) => new URL(path, base).toString();
   const [group, name] = p.cluster.split('/');
@@ -272,6 +272,10 @@ await run(async ({ page, context, params: p, step, barrier, data }) => {
     await page.goto(consoleURL('clusters'));
     await page.locator('a#sign-in, form input[name="password"]').first().waitFor({ timeout: STEP_TIMEOUT });
     check(await page.locator('table#clusters').count() === 0, 'the clusters table shows after signing out');
+  });
+
+  await step('no script or console errors on any page', async () => {
+    check(pageErrors.length === 0, `the pages logged errors: ${pageErrors.join(' | ')}`);
   });
 });
 

@@ -47,7 +47,8 @@ export function check(cond, message) {
 
 // run is the whole script: it reads the setup, launches the browser and
 // calls main(t), where t holds browser, context, page, params, data (what
-// to report to the Go side) and the step and barrier helpers. It never
+// to report to the Go side), pageErrors (the page's errors so far) and the
+// step and barrier helpers. It never
 // returns: it closes the browser, prints the result and exits.
 export async function run(main) {
   const steps = [];
@@ -66,11 +67,21 @@ export async function run(main) {
     });
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page = await context.newPage();
-    page.on('console', (m) => log(`console ${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => log(`page error: ${e.message}`));
+    // pageErrors are the page's script errors and console errors, except
+    // the browser's notes on answers with an error status (a refused
+    // request is often what a step tests): a script should end with none.
+    const pageErrors = [];
+    page.on('console', (m) => {
+      log(`console ${m.type()}: ${m.text()}`);
+      if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => {
+      log(`page error: ${e.message}`);
+      pageErrors.push(e.message);
+    });
     let n = 0;
     const t = {
-      browser, context, page, params: setup.params ?? {}, data,
+      browser, context, page, params: setup.params ?? {}, data, pageErrors,
       // step runs fn, then saves a full-page screenshot named after it; a
       // failed step is saved too (-failed) and ends the run.
       async step(name, fn) {

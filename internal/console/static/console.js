@@ -30,21 +30,30 @@
     }
     var input = document.getElementById("cluster-filter");
     var busy = false;
-    window.setInterval(function () {
-      if (busy || document.hidden) {
+    // leaving: a form was sent (sign out, filter), and the browser is on
+    // its way to the answer. A refresh in flight must not act then: after
+    // signing out it gets 401, and reloading would cut the navigation
+    // short (a reload of the POST it is waiting for).
+    var leaving = false;
+    var timer = window.setInterval(function () {
+      if (busy || leaving || document.hidden) {
         return;
       }
       busy = true;
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (resp) {
+          if (leaving) {
+            return null;
+          }
           if (resp.status === 401) {
-            window.location.reload();
+            leaving = true;
+            window.location.assign(window.location.href);
             return null;
           }
           return resp.ok ? resp.text() : null;
         })
         .then(function (html) {
-          if (!html) {
+          if (!html || leaving) {
             return;
           }
           var tpl = document.createElement("template");
@@ -61,6 +70,10 @@
         .catch(function () { /* the next tick tries again */ })
         .finally(function () { busy = false; });
     }, seconds * 1000);
+    document.addEventListener("submit", function () {
+      leaving = true;
+      window.clearInterval(timer);
+    });
     if (input) {
       input.addEventListener("input", function () {
         var t = document.getElementById("clusters");
