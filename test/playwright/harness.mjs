@@ -75,6 +75,12 @@ export async function run(main) {
       log(`console ${m.type()}: ${m.text()}`);
       if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) pageErrors.push(m.text());
     });
+    // Why a request failed (a navigation that ends on chrome-error:// says
+    // nothing by itself), and every page's status, for the log.
+    page.on('requestfailed', (r) => log(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+    page.on('response', (r) => {
+      if (r.request().isNavigationRequest()) log(`navigation: ${r.request().method()} ${r.url()}: ${r.status()}`);
+    });
     page.on('pageerror', (e) => {
       log(`page error: ${e.message}`);
       pageErrors.push(e.message);
