@@ -343,7 +343,20 @@ func TestEndToEnd(t *testing.T) {
 			// script(1) gives kubectl a real terminal, as a person's shell would.
 			line := fmt.Sprintf("KUBECONFIG=%s %s exec -it worker -c ticker -- /bin/sh -c 'tty; stty size; read x; echo got-$x'", lp.Kubeconfig, bin)
 			cmd := exec.CommandContext(ctx, "script", "-qec", line, "/dev/null")
-			cmd.Stdin = strings.NewReader("hello\n")
+			// The typed line, and no end of input until the command is
+			// done: at the end of its input script(1) ends the session,
+			// and on a slow machine that came before `read x` (kubectl 1.27
+			// printed the tty and the size, then nothing).
+			stdin, typed, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			defer typed.Close()
+			if _, err := typed.WriteString("hello\n"); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stdin = stdin
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("exec -it: %v\n%s", err, out)
